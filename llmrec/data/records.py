@@ -1,0 +1,697 @@
+"""The one in-memory shape of llmrec: :class:`PerformanceRecords`.
+
+Prompts are users, LLMs are items, and every evaluation record (prompt, LLM, score)
+is an interaction. A score of 0 is a real observation (the LLM failed); a cell with
+no record is *unknown*. The two are kept apart by storing every observed cell
+explicitly in a CSR matrix (explicit zeros included) next to a boolean observed mask
+of the same structure. Never read a missing cell as 0: use :meth:`dense` (NaN where
+unobserved) or the ``observed`` mask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import DataFormatError, UnknownIdError
+
+FORMAT_VERSION = 1
+_PROMPT_BASE_COLUMNS = ("prompt_id", "text", "benchmark", "category")
+
+
+def _as_str_ids(values: Iterable, what: str) -> np.ndarray:
+    arr = pd.Series(list(values) if not isinstance(values, pd.Series) else values)
+    if arr.isna().any():
+        row = int(np.flatnonzero(arr.isna().to_numpy())[0])
+        raise DataFormatError(f"{what}: empty id at row {row}; every row needs an id")
+    return arr.astype(str).to_numpy(dtype=object)
+
+
+class PerformanceRecords:
+    """Per-prompt evaluation records of a set of LLMs.
+
+    Parameters
+    ----------
+    scores : scipy.sparse matrix or array-like, shape (n_prompts, n_llms)
+        Observed scores. When sparse, every stored entry (explicit zeros included)
+        is an observation unless ``observed`` says otherwise. When dense, NaN marks
+        an unobserved cell.
+    prompts : pandas.DataFrame
+        One row per prompt, with at least ``prompt_id``; ``text``, ``benchmark``
+        and ``category`` are added (empty) when absent. Other columns are kept.
+    llms : pandas.DataFrame
+        One row per LLM, with at least ``name``. Optional known columns:
+        ``params_b`` (size, billions), ``price_input`` / ``price_output`` (USD per
+        1M tokens), ``provider``.
+    observed : scipy.sparse matrix or array-like of bool, optional
+        Observed mask; defaults to the structure of ``scores``.
+    cost : scipy.sparse matrix or array-like, optional
+        Per-record cost (USD), same structure as ``scores``.
+    score_range : tuple of float, optional
+        Declared (low, high) range; scores outside it raise :class:`DataFormatError`.
+    name : str, optional
+        A short name for the source (used in summaries).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from llmrec.data import PerformanceRecords
+    >>> df = pd.DataFrame({"prompt_id": ["p1", "p1", "p2"],
+    ...                    "llm": ["a", "b", "a"], "score": [1.0, 0.0, 1.0]})
+    >>> rec = PerformanceRecords.from_long(df)
+    >>> rec.n_prompts, rec.n_llms, rec.n_observed
+    (2, 2, 3)
+    >>> rec.dense()
+    array([[ 1.,  0.],
+           [ 1., nan]], dtype=float32)
+    """
+
+    def __init__(self, scores, prompts: pd.DataFrame, llms: pd.DataFrame, observed=None,
+                 cost=None, score_range: tuple[float, float] | None = None,
+                 name: str | None = None):
+        prompts = self._check_table(prompts, "prompt_id", "prompts")
+        llms = self._check_table(llms, "name", "llms")
+        for col in _PROMPT_BASE_COLUMNS[1:]:
+            if col not in prompts.columns:
+                prompts[col] = "" if col == "text" else None
+        n, m = len(prompts), len(llms)
+
+        scores_m, mask = self._to_csr(scores, observed, (n, m), "scores")
+        self.scores = scores_m
+        self.observed = mask
+        self.cost = None
+        if cost is not None:
+            cost_m, _ = self._to_csr(cost, mask, (n, m), "cost")
+            self.cost = cost_m
+        self.prompts = prompts
+        self.llms = llms
+        self.score_range = tuple(score_range) if score_range is not None else None
+        self.name = name
+        self._check_values()
+        self._prompt_pos: dict[str, int] | None = None
+        self._llm_pos: dict[str, int] | None = None
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def _check_table(table, key: str, what: str) -> pd.DataFrame:
+        if table is None:
+            raise DataFormatError(f"{what} table is required")
+        if not isinstance(table, pd.DataFrame):
+            table = pd.DataFrame(table)
+        if key not in table.columns:
+            raise DataFormatError(
+                f"{what} table has no column '{key}' (columns: {list(table.columns)}); "
+                f"rename the id column to '{key}'")
+        table = table.reset_index(drop=True).copy()
+        table[key] = _as_str_ids(table[key], f"{what} column '{key}'")
+        dup = table[key].duplicated()
+        if dup.any():
+            row = int(np.flatnonzero(dup.to_numpy())[0])
+            raise DataFormatError(
+                f"{what} table: duplicate {key} '{table[key].iloc[row]}' at row {row}; "
+                f"ids must be unique")
+        return table
+
+    @staticmethod
+    def _to_csr(values, observed, shape, what: str):
+        if sp.issparse(values):
+            mat = sp.csr_matrix(values, dtype=np.float32, copy=True)
+            if mat.shape != shape:
+                raise DataFormatError(f"{what} has shape {mat.shape}, expected {shape} "
+                                      "(prompts x LLMs)")
+            mat.sum_duplicates()
+            mat.sort_indices()
+            if observed is not None:
+                obs = sp.csr_matrix(observed, dtype=bool)
+                obs.eliminate_zeros()
+                obs.sort_indices()
+                same = (obs.nnz == mat.nnz and np.array_equal(obs.indptr, mat.indptr)
+                        and np.array_equal(obs.indices, mat.indices))
+                if not same:
+                    r, c = obs.nonzero()
+                    vals = np.asarray(mat[r, c]).ravel() if len(r) else np.zeros(0)
+                    mat = sp.csr_matrix((vals.astype(np.float32), (r, c)), shape=shape)
+            mat.sort_indices()
+        else:
+            arr = np.asarray(values, dtype=np.float32)
+            if arr.shape != shape:
+                raise DataFormatError(f"{what} has shape {arr.shape}, expected {shape} "
+                                      "(prompts x LLMs)")
+            if observed is None:
+                obs_arr = ~np.isnan(arr)
+            else:
+                obs_arr = (observed.toarray() if sp.issparse(observed)
+                           else np.asarray(observed)).astype(bool)
+            r, c = np.nonzero(obs_arr)
+            mat = sp.csr_matrix((arr[r, c], (r, c)), shape=shape, dtype=np.float32)
+            mat.sort_indices()
+        mask = sp.csr_matrix((np.ones(mat.nnz, dtype=bool), mat.indices.copy(),
+                              mat.indptr.copy()), shape=shape)
+        return mat, mask
+
+    def _check_values(self):
+        data = self.scores.data
+        bad = ~np.isfinite(data)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            r, c = self._cell_of(i)
+            raise DataFormatError(
+                f"score is NaN or infinite for prompt '{self.prompts.prompt_id.iloc[r]}', "
+                f"LLM '{self.llms.name.iloc[c]}'; drop the record or give a number")
+        if self.score_range is not None and data.size:
+            lo, hi = self.score_range
+            out = (data < lo) | (data > hi)
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                r, c = self._cell_of(i)
+                raise DataFormatError(
+                    f"score {data[i]:g} for prompt '{self.prompts.prompt_id.iloc[r]}', LLM "
+                    f"'{self.llms.name.iloc[c]}' is outside the declared range [{lo}, {hi}]; "
+                    "rescale the scores or declare another score_range")
+
+    def _cell_of(self, i: int) -> tuple[int, int]:
+        r = int(np.searchsorted(self.scores.indptr, i, side="right") - 1)
+        return r, int(self.scores.indices[i])
+
+    # --------------------------------------------------------------- basic info
+    @property
+    def n_prompts(self) -> int:
+        return self.scores.shape[0]
+
+    @property
+    def n_llms(self) -> int:
+        return self.scores.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.scores.shape
+
+    @property
+    def n_observed(self) -> int:
+        return int(self.scores.nnz)
+
+    @property
+    def density(self) -> float:
+        n = self.n_prompts * self.n_llms
+        return self.n_observed / n if n else 0.0
+
+    @property
+    def prompt_ids(self) -> np.ndarray:
+        return self.prompts["prompt_id"].to_numpy()
+
+    @property
+    def llm_names(self) -> list[str]:
+        return list(self.llms["name"])
+
+    @property
+    def texts(self) -> list[str]:
+        return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t)
+                for t in self.prompts["text"]]
+
+    @property
+    def has_text(self) -> bool:
+        return any(t for t in self.texts)
+
+    def __len__(self) -> int:
+        return self.n_prompts
+
+    def __repr__(self) -> str:
+        nm = f" '{self.name}'" if self.name else ""
+        return (f"<PerformanceRecords{nm}: {self.n_prompts} prompts x {self.n_llms} LLMs, "
+                f"{self.density:.1%} observed>")
+
+    # ------------------------------------------------------------------ id maps
+    def prompt_index(self, ids: Sequence[str] | str) -> np.ndarray:
+        """Row positions of prompt ids; raises :class:`UnknownIdError` naming the first unknown."""
+        if self._prompt_pos is None:
+            self._prompt_pos = {p: i for i, p in enumerate(self.prompt_ids)}
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        out = np.empty(len(ids), dtype=np.int64)
+        for j, p in enumerate(ids):
+            try:
+                out[j] = self._prompt_pos[str(p)]
+            except KeyError:
+                raise UnknownIdError(f"prompt id '{p}' is not in the records "
+                                     f"({self.n_prompts} prompts)") from None
+        return out
+
+    def llm_index(self, names: Sequence[str] | str) -> np.ndarray:
+        """Column positions of LLM names; raises :class:`UnknownIdError` naming the unknown."""
+        if self._llm_pos is None:
+            self._llm_pos = {n: i for i, n in enumerate(self.llm_names)}
+        names = [names] if isinstance(names, str) else list(names)
+        out = np.empty(len(names), dtype=np.int64)
+        for j, n in enumerate(names):
+            try:
+                out[j] = self._llm_pos[str(n)]
+            except KeyError:
+                raise UnknownIdError(f"LLM '{n}' is not in the records; known LLMs: "
+                                     f"{', '.join(self.llm_names[:20])}"
+                                     f"{' ...' if self.n_llms > 20 else ''}") from None
+        return out
+
+    # ------------------------------------------------------------ dense views
+    def dense(self, fill: float = np.nan) -> np.ndarray:
+        """Scores as a dense float32 array with ``fill`` (default NaN) where unobserved."""
+        out = np.full(self.shape, fill, dtype=np.float32)
+        r, c = self._coords()
+        out[r, c] = self.scores.data
+        return out
+
+    def observed_dense(self) -> np.ndarray:
+        """The observed mask as a dense boolean array."""
+        out = np.zeros(self.shape, dtype=bool)
+        r, c = self._coords()
+        out[r, c] = True
+        return out
+
+    def cost_dense(self, fill: float = np.nan) -> np.ndarray | None:
+        """Per-record costs as a dense array (``None`` when the records carry no cost)."""
+        if self.cost is None:
+            return None
+        out = np.full(self.shape, fill, dtype=np.float32)
+        r, c = self._coords()
+        out[r, c] = self.cost.data
+        return out
+
+    def _coords(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.repeat(np.arange(self.n_prompts), np.diff(self.scores.indptr))
+        return rows, self.scores.indices
+
+    # --------------------------------------------------------------- selecting
+    def _resolve_rows(self, sel) -> np.ndarray:
+        if isinstance(sel, slice):
+            return np.arange(self.n_prompts)[sel]
+        arr = np.asarray(sel)
+        if arr.dtype == bool:
+            if arr.shape != (self.n_prompts,):
+                raise DataFormatError(f"boolean prompt mask has length {arr.size}, "
+                                      f"expected {self.n_prompts}")
+            return np.flatnonzero(arr)
+        if arr.size and arr.dtype.kind in "iu":
+            if arr.min() < -self.n_prompts or arr.max() >= self.n_prompts:
+                raise UnknownIdError(f"prompt position out of range 0..{self.n_prompts - 1}")
+            return arr.astype(np.int64) % max(self.n_prompts, 1)
+        return self.prompt_index([str(x) for x in arr.ravel()])
+
+    def _resolve_cols(self, sel) -> np.ndarray:
+        arr = np.asarray(sel)
+        if arr.dtype == bool:
+            if arr.shape != (self.n_llms,):
+                raise DataFormatError(f"boolean LLM mask has length {arr.size}, "
+                                      f"expected {self.n_llms}")
+            return np.flatnonzero(arr)
+        if arr.size and arr.dtype.kind in "iu":
+            if arr.min() < -self.n_llms or arr.max() >= self.n_llms:
+                raise UnknownIdError(f"LLM position out of range 0..{self.n_llms - 1}")
+            return arr.astype(np.int64) % max(self.n_llms, 1)
+        return self.llm_index([str(x) for x in arr.ravel()])
+
+    def select_prompts(self, sel) -> "PerformanceRecords":
+        """Subset of prompts by positions, prompt ids or a boolean mask (order kept as given)."""
+        rows = self._resolve_rows(sel)
+        return self._subset(rows, np.arange(self.n_llms))
+
+    def select_llms(self, sel) -> "PerformanceRecords":
+        """Subset of LLMs by positions, names or a boolean mask (order kept as given)."""
+        cols = self._resolve_cols(sel)
+        return self._subset(np.arange(self.n_prompts), cols)
+
+    def select_benchmarks(self, benchmarks: Sequence[str] | str) -> "PerformanceRecords":
+        """Prompts whose ``benchmark`` is one of ``benchmarks``."""
+        benchmarks = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
+        known = set(self.prompts["benchmark"].dropna().astype(str))
+        unknown = [b for b in benchmarks if b not in known]
+        if unknown:
+            raise UnknownIdError(f"benchmark(s) {unknown} not in the records; known: "
+                                 f"{sorted(known)}")
+        return self.select_prompts(self.prompts["benchmark"].astype(str).isin(benchmarks)
+                                   .to_numpy())
+
+    def _subset(self, rows: np.ndarray, cols: np.ndarray) -> "PerformanceRecords":
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        if len(np.unique(cols)) != len(cols):
+            raise DataFormatError("an LLM was selected twice; select each LLM once")
+        colmap = np.full(self.n_llms, -1, dtype=np.int64)
+        colmap[cols] = np.arange(len(cols))
+        indptr = self.scores.indptr
+        starts, ends = indptr[rows], indptr[rows + 1]
+        lens = ends - starts
+        take = (np.repeat(starts - np.cumsum(np.r_[0, lens[:-1]]), lens)
+                + np.arange(lens.sum())) if len(rows) else np.zeros(0, np.int64)
+        new_r = np.repeat(np.arange(len(rows)), lens)
+        new_c = colmap[self.scores.indices[take]]
+        keep = new_c >= 0
+        take, new_r, new_c = take[keep], new_r[keep], new_c[keep]
+        shape = (len(rows), len(cols))
+
+        def build(values):
+            return sp.csr_matrix((values[take], (new_r, new_c)), shape=shape, dtype=np.float32)
+
+        obs = sp.csr_matrix((np.ones(len(take), bool), (new_r, new_c)), shape=shape)
+        return PerformanceRecords(
+            build(self.scores.data), self.prompts.iloc[rows].reset_index(drop=True),
+            self.llms.iloc[cols].reset_index(drop=True), observed=obs,
+            cost=build(self.cost.data) if self.cost is not None else None,
+            score_range=self.score_range, name=self.name)
+
+    def drop_empty(self) -> "PerformanceRecords":
+        """Drop prompts and LLMs without any observed record."""
+        rows = np.flatnonzero(np.diff(self.scores.indptr) > 0)
+        cols = np.flatnonzero(np.bincount(self.scores.indices, minlength=self.n_llms) > 0)
+        return self._subset(rows, cols)
+
+    # ------------------------------------------------------------- summaries
+    def llm_summary(self) -> pd.DataFrame:
+        """Per-LLM count of observed prompts, mean score and (if known) mean cost."""
+        counts = np.bincount(self.scores.indices, minlength=self.n_llms)
+        sums = np.bincount(self.scores.indices, weights=self.scores.data, minlength=self.n_llms)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        out = pd.DataFrame({"llm": self.llm_names, "n_observed": counts, "mean_score": mean})
+        if self.cost is not None:
+            csum = np.bincount(self.cost.indices, weights=self.cost.data, minlength=self.n_llms)
+            out["mean_cost"] = np.where(counts > 0, csum / np.maximum(counts, 1), np.nan)
+        return out
+
+    def prompt_summary(self) -> pd.DataFrame:
+        """Per-prompt count of observed LLMs, mean and best score."""
+        counts = np.diff(self.scores.indptr)
+        sums = np.add.reduceat(self.scores.data, self.scores.indptr[:-1]) \
+            if self.scores.nnz else np.zeros(self.n_prompts)
+        sums = np.where(counts > 0, sums, 0.0)
+        dense_max = np.where(counts > 0, np.nanmax(np.where(self.observed_dense(), self.dense(0),
+                                                            -np.inf), axis=1)
+                             if self.n_llms else np.nan, np.nan)
+        return pd.DataFrame({"prompt_id": self.prompt_ids, "benchmark": self.prompts["benchmark"],
+                             "n_observed": counts,
+                             "mean_score": np.where(counts > 0, sums / np.maximum(counts, 1),
+                                                    np.nan),
+                             "best_score": dense_max})
+
+    def summary(self) -> str:
+        """A short human-readable description (what ``llmrec data info`` prints)."""
+        lines = [repr(self),
+                 f"observed records: {self.n_observed:,} of {self.n_prompts * self.n_llms:,} "
+                 f"({self.density:.1%})"]
+        if self.scores.nnz:
+            d = self.scores.data
+            binary = bool(np.isin(d, (0.0, 1.0)).all())
+            lines.append(f"scores: min {d.min():.4g}, mean {d.mean():.4g}, max {d.max():.4g}"
+                         f"{' (binary)' if binary else ''}")
+        bench = self.prompts["benchmark"].dropna().astype(str)
+        bench = bench[bench != ""]
+        if len(bench):
+            vc = bench.value_counts()
+            lines.append("benchmarks: " + ", ".join(f"{b} ({n})" for b, n in vc.items()))
+        lines.append(f"prompt text: {'yes' if self.has_text else 'no'}; "
+                     f"per-record cost: {'yes' if self.cost is not None else 'no'}")
+        s = self.llm_summary().sort_values("mean_score", ascending=False)
+        lines.append("per-LLM mean score:")
+        w = max(len(str(x)) for x in s.llm) if len(s) else 4
+        for row in s.itertuples():
+            lines.append(f"  {str(row.llm):<{w}}  {row.mean_score:.4f}  (n={row.n_observed})")
+        return "\n".join(lines)
+
+    # -------------------------------------------------------------- long form
+    @classmethod
+    def from_long(cls, df: pd.DataFrame, prompts: pd.DataFrame | None = None,
+                  llms: pd.DataFrame | None = None, *, prompt_col: str = "prompt_id",
+                  llm_col: str = "llm", score_col: str = "score", cost_col: str | None = "cost",
+                  score_range: tuple[float, float] | None = None, name: str | None = None,
+                  source: str = "long table", on_duplicate: str = "error"
+                  ) -> "PerformanceRecords":
+        """Build records from a long table with one row per (prompt, LLM) record.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            Columns ``prompt_col``, ``llm_col``, ``score_col`` and optionally ``cost_col``.
+        prompts, llms : pandas.DataFrame, optional
+            Prompt table (``prompt_id``, ``text``, ...) and LLM table (``name``, ...).
+            Prompts / LLMs that appear only in these tables are kept (with no records);
+            ids in ``df`` that are missing from a given table raise an error.
+        on_duplicate : {"error", "mean", "first"}
+            What to do with repeated (prompt, LLM) pairs whose scores differ.
+            Identical repeats are always merged.
+        source : str
+            Named in error messages (usually the file path).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"q": ["x", "y"], "model": ["m", "m"], "acc": [0.5, 1.0]})
+        >>> PerformanceRecords.from_long(df, prompt_col="q", llm_col="model", score_col="acc")
+        <PerformanceRecords: 2 prompts x 1 LLMs, 100.0% observed>
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise DataFormatError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
+        missing = [c for c in (prompt_col, llm_col, score_col) if c not in df.columns]
+        if missing:
+            raise DataFormatError(
+                f"{source}: missing column(s) {missing}; found {list(df.columns)}. "
+                f"Rename them or pass prompt_col=/llm_col=/score_col=")
+        if len(df) == 0:
+            raise DataFormatError(f"{source}: no records (empty table)")
+        df = df.reset_index(drop=True)
+        pid = _as_str_ids(df[prompt_col], f"{source}, column '{prompt_col}'")
+        lid = _as_str_ids(df[llm_col], f"{source}, column '{llm_col}'")
+        score = pd.to_numeric(df[score_col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(score)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(
+                f"{source}, row {row}, column '{score_col}': score {df[score_col].iloc[row]!r} "
+                "is not a finite number; fix or drop that row")
+        has_cost = cost_col is not None and cost_col in df.columns
+        cost = None
+        if has_cost:
+            cost = pd.to_numeric(df[cost_col], errors="coerce").to_numpy(dtype=np.float64)
+            badc = ~np.isfinite(cost)
+            if badc.any():
+                row = int(np.flatnonzero(badc)[0])
+                raise DataFormatError(f"{source}, row {row}, column '{cost_col}': cost "
+                                      f"{df[cost_col].iloc[row]!r} is not a finite number")
+        if score_range is not None:
+            lo, hi = score_range
+            out = (score < lo) | (score > hi)
+            if out.any():
+                row = int(np.flatnonzero(out)[0])
+                raise DataFormatError(
+                    f"{source}, row {row}, column '{score_col}': score {score[row]:g} is outside "
+                    f"the declared range [{lo}, {hi}]")
+
+        # id maps: tables first (their order), then first appearance in the records
+        if prompts is not None:
+            prompts = cls._check_table(prompts, "prompt_id", f"{source} prompts")
+            p_order = list(prompts["prompt_id"])
+        else:
+            p_order = list(pd.unique(pid))
+        if llms is not None:
+            llms = cls._check_table(llms, "name", f"{source} LLMs")
+            l_order = list(llms["name"])
+        else:
+            l_order = list(pd.unique(lid))
+        p_map = pd.Index(p_order)
+        l_map = pd.Index(l_order)
+        r = p_map.get_indexer(pid)
+        c = l_map.get_indexer(lid)
+        if (r < 0).any():
+            row = int(np.flatnonzero(r < 0)[0])
+            raise UnknownIdError(f"{source}, row {row}: prompt id '{pid[row]}' is not in the "
+                                 "prompts table; add it there or drop the record")
+        if (c < 0).any():
+            row = int(np.flatnonzero(c < 0)[0])
+            raise UnknownIdError(f"{source}, row {row}: LLM '{lid[row]}' is not in the LLM "
+                                 "table; add it there or drop the record")
+
+        # duplicates
+        key = r.astype(np.int64) * len(l_order) + c
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        dup_next = ks[1:] == ks[:-1]
+        if dup_next.any():
+            ss = score[order]
+            conflict = dup_next & (ss[1:] != ss[:-1])
+            if conflict.any() and on_duplicate == "error":
+                j = int(np.flatnonzero(conflict)[0])
+                a, b = int(order[j]), int(order[j + 1])
+                raise DataFormatError(
+                    f"{source}: rows {a} and {b} give prompt '{pid[a]}', LLM '{lid[a]}' "
+                    f"conflicting scores {score[a]:g} and {score[b]:g}; remove one or pass "
+                    "on_duplicate='mean'")
+            if on_duplicate not in ("error", "mean", "first"):
+                raise DataFormatError(f"on_duplicate must be 'error', 'mean' or 'first', "
+                                      f"got {on_duplicate!r}")
+            uniq, start = np.unique(ks, return_index=True)
+            if on_duplicate == "first":
+                sel = order[start]
+                r, c, score = r[sel], c[sel], score[sel]
+                cost = cost[sel] if cost is not None else None
+            else:
+                counts = np.diff(np.append(start, len(ks)))
+                score = np.add.reduceat(score[order], start) / counts
+                if cost is not None:
+                    cost = np.add.reduceat(cost[order], start) / counts
+                r = (uniq // len(l_order)).astype(np.int64)
+                c = (uniq % len(l_order)).astype(np.int64)
+        shape = (len(p_order), len(l_order))
+        scores = sp.csr_matrix((score.astype(np.float32), (r, c)), shape=shape)
+        cost_m = (sp.csr_matrix((cost.astype(np.float32), (r, c)), shape=shape)
+                  if cost is not None else None)
+        if prompts is None:
+            prompts = pd.DataFrame({"prompt_id": p_order})
+        if llms is None:
+            llms = pd.DataFrame({"name": l_order})
+        obs = sp.csr_matrix((np.ones(len(r), bool), (r, c)), shape=shape)
+        return cls(scores, prompts, llms, observed=obs, cost=cost_m, score_range=score_range,
+                   name=name)
+
+    def to_long(self, with_text: bool = False) -> pd.DataFrame:
+        """One row per observed record: ``prompt_id, llm, score[, cost][, text, benchmark]``."""
+        r, c = self._coords()
+        out = pd.DataFrame({"prompt_id": self.prompt_ids[r],
+                            "llm": np.asarray(self.llm_names, dtype=object)[c],
+                            "score": self.scores.data.astype(np.float32)})
+        if self.cost is not None:
+            out["cost"] = self.cost.data.astype(np.float32)
+        if with_text:
+            out["text"] = np.asarray(self.texts, dtype=object)[r]
+            out["benchmark"] = self.prompts["benchmark"].to_numpy()[r]
+        return out
+
+    # ----------------------------------------------------------- concatenate
+    @classmethod
+    def concat(cls, parts: Sequence["PerformanceRecords"], name: str | None = None
+               ) -> "PerformanceRecords":
+        """Stack records of several sources: union of prompts and of LLMs.
+
+        A cell that no part observed stays unobserved (never 0). A prompt id that
+        appears in two parts is one prompt; a (prompt, LLM) pair observed twice with
+        different scores is an error.
+        """
+        parts = list(parts)
+        if not parts:
+            raise DataFormatError("concat needs at least one PerformanceRecords")
+        longs, ptabs, ltabs = [], [], []
+        for p in parts:
+            longs.append(p.to_long())
+            ptabs.append(p.prompts)
+            ltabs.append(p.llms)
+        prompts = pd.concat(ptabs, ignore_index=True).drop_duplicates("prompt_id")
+        llms = pd.concat(ltabs, ignore_index=True).drop_duplicates("name")
+        long = pd.concat(longs, ignore_index=True)
+        has_cost = all(p.cost is not None for p in parts)
+        if not has_cost and "cost" in long.columns:
+            long = long.drop(columns="cost")
+        ranges = {p.score_range for p in parts}
+        rng = ranges.pop() if len(ranges) == 1 else None
+        return cls.from_long(long, prompts, llms, score_range=rng, name=name,
+                             source="concatenated records")
+
+    # ------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the records to a directory of parquet files plus ``meta.json``.
+
+        The write is atomic: files go to a temporary directory that is renamed into
+        place, so an interrupted save never leaves a half-written directory.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.to_long().to_parquet(tmp / "records.parquet", index=False)
+            _table_for_parquet(self.prompts).to_parquet(tmp / "prompts.parquet", index=False)
+            _table_for_parquet(self.llms).to_parquet(tmp / "llms.parquet", index=False)
+            meta = {"format": "llmrec.PerformanceRecords", "format_version": FORMAT_VERSION,
+                    "name": self.name, "score_range": self.score_range,
+                    "n_prompts": self.n_prompts, "n_llms": self.n_llms,
+                    "n_observed": self.n_observed, "has_cost": self.cost is not None}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PerformanceRecords":
+        """Read records written by :meth:`save`."""
+        path = Path(path)
+        meta_p = path / "meta.json"
+        if not meta_p.is_file():
+            raise DataFormatError(f"{path}: no meta.json; not a directory written by "
+                                  "PerformanceRecords.save")
+        try:
+            meta = json.loads(meta_p.read_text())
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{meta_p}: corrupt JSON ({e})") from None
+        if meta.get("format") != "llmrec.PerformanceRecords":
+            raise DataFormatError(f"{meta_p}: not a PerformanceRecords directory")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataFormatError(f"{meta_p}: format version {meta.get('format_version')} is not "
+                                  f"supported (this llmrec reads version {FORMAT_VERSION})")
+        try:
+            long = pd.read_parquet(path / "records.parquet")
+            prompts = pd.read_parquet(path / "prompts.parquet")
+            llms = pd.read_parquet(path / "llms.parquet")
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise DataFormatError(f"{path}: cannot read parquet files ({e}); the directory is "
+                                  "corrupt, save the records again") from None
+        rng = tuple(meta["score_range"]) if meta.get("score_range") else None
+        rec = cls.from_long(long, prompts, llms, score_range=rng, name=meta.get("name"),
+                            source=str(path / "records.parquet"),
+                            cost_col="cost" if meta.get("has_cost") else None)
+        if rec.n_observed != meta.get("n_observed"):
+            raise DataFormatError(f"{path}: holds {rec.n_observed} records, meta.json says "
+                                  f"{meta.get('n_observed')}; the directory is corrupt")
+        return rec
+
+    def equals(self, other: "PerformanceRecords", check_tables: bool = True) -> bool:
+        """True when scores, mask, costs (and, by default, prompt/LLM tables) are identical."""
+        if self.shape != other.shape:
+            return False
+        if (self.scores != other.scores).nnz or (self.observed != other.observed).nnz:
+            return False
+        if (self.cost is None) != (other.cost is None):
+            return False
+        if self.cost is not None and (self.cost != other.cost).nnz:
+            return False
+        if list(self.prompt_ids) != list(other.prompt_ids) or self.llm_names != other.llm_names:
+            return False
+        if check_tables:
+            try:
+                pd.testing.assert_frame_equal(self.prompts, other.prompts, check_dtype=False)
+                pd.testing.assert_frame_equal(self.llms, other.llms, check_dtype=False)
+            except AssertionError:
+                return False
+        return True
+
+
+def _table_for_parquet(df: pd.DataFrame) -> pd.DataFrame:
+    """Make object columns parquet-safe (mixed None/str columns become str or null)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            vals = out[col]
+            if vals.map(lambda v: isinstance(v, (list, dict, tuple))).any():
+                out[col] = vals.map(lambda v: json.dumps(v) if isinstance(v, (list, dict, tuple))
+                                    else v)
+    return out

@@ -1,0 +1,228 @@
+"""Top-k retrieval of LLMs: a FAISS index over LLM vectors, and the numpy path.
+
+Every router's ``recommend`` goes through this module. Factorised routers (ALS,
+LightFM, text-MF, two-tower) put their LLM vectors in an :class:`LLMIndex` and
+search it with prompt vectors; other routers rank their score matrix with
+:func:`topk_scores`. Both paths rank by score, descending, and break ties by LLM
+index, ascending, so that FAISS and numpy give the same answer.
+
+An additive item bias ``b_j`` (score = q . v_j + b_j) is folded into the index by
+appending ``b_j`` as an extra dimension of the LLM vectors and a constant 1 to the
+queries; cost-aware ranking (score - lambda * price) uses the same mechanism.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, NotFittedError, UnknownIdError
+
+try:  # faiss is a core dependency, but keep the numpy path usable without it
+    import faiss  # type: ignore
+    HAVE_FAISS = True
+except ImportError:  # pragma: no cover - exercised only where faiss is absent
+    faiss = None
+    HAVE_FAISS = False
+
+
+def _check_k(k: int) -> int:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    if k <= 0:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def _candidate_positions(candidates, n_items: int) -> np.ndarray | None:
+    if candidates is None:
+        return None
+    cand = np.asarray(candidates)
+    if cand.size == 0:
+        raise ConfigError("candidates is empty; give at least one LLM or None for all")
+    if cand.dtype.kind not in "iu":
+        raise ConfigError("candidates must be integer LLM positions here "
+                          "(routers map names to positions)")
+    cand = np.unique(cand.astype(np.int64))
+    if cand.min() < 0 or cand.max() >= n_items:
+        raise UnknownIdError(f"candidate position out of range 0..{n_items - 1}")
+    return cand
+
+
+def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k columns of a (n_prompts, n_llms) score matrix.
+
+    Returns ``(ids, values)``, each ``(n_prompts, min(k, pool))``, ordered by score
+    descending, ties by LLM index ascending. NaN scores rank last.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> topk_scores(np.array([[0.1, 0.9, 0.9]]), k=2)
+    (array([[1, 2]]), array([[0.9, 0.9]], dtype=float32))
+    """
+    k = _check_k(k)
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.ndim != 2:
+        raise ConfigError(f"scores must be 2-D (prompts x LLMs), got shape {scores.shape}")
+    n, m = scores.shape
+    cand = _candidate_positions(candidates, m)
+    pool = np.arange(m) if cand is None else cand
+    kk = min(k, len(pool))
+    if n == 0:
+        return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
+    sub = scores[:, pool]
+    key = np.where(np.isnan(sub), -np.inf, sub)
+    # stable sort on -score keeps ascending index order among ties (pool is sorted)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :kk]
+    ids = pool[order]
+    return ids.astype(np.int64), np.take_along_axis(sub, order, axis=1).astype(np.float32)
+
+
+class LLMIndex:
+    """Inner-product index over LLM vectors with optional bias and candidate subsets.
+
+    Parameters
+    ----------
+    backend : {"auto", "faiss", "numpy"}
+        ``auto`` uses faiss when installed.
+    kind : {"flat", "hnsw"}
+        ``flat`` (exact ``IndexFlatIP``, the default) or ``hnsw`` (approximate, for
+        very large pools). Candidate restriction with ``hnsw`` re-ranks the
+        candidates exactly, so it stays exact.
+    normalize : bool
+        L2-normalise LLM vectors and queries (cosine similarity).
+    hnsw_m : int
+        HNSW graph degree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> idx = LLMIndex().add(np.eye(3, dtype=np.float32), bias=[0.0, 0.5, 0.0])
+    >>> ids, scores = idx.search(np.array([[1.0, 0.0, 0.0]]), k=2)
+    >>> ids.tolist(), scores.round(2).tolist()
+    ([[0, 1]], [[1.0, 0.5]])
+    """
+
+    def __init__(self, backend: str = "auto", kind: str = "flat", normalize: bool = False,
+                 hnsw_m: int = 32):
+        self.backend = backend
+        self.kind = kind
+        self.normalize = normalize
+        self.hnsw_m = hnsw_m
+
+    @property
+    def backend_(self) -> str:
+        if self.backend not in ("auto", "faiss", "numpy"):
+            raise ConfigError(f"backend must be 'auto', 'faiss' or 'numpy', got {self.backend!r}")
+        if self.backend == "faiss" and not HAVE_FAISS:
+            raise ConfigError("backend='faiss' but faiss is not installed; pip install faiss-cpu")
+        return "faiss" if self.backend in ("auto", "faiss") and HAVE_FAISS else "numpy"
+
+    def add(self, vectors, bias=None) -> "LLMIndex":
+        """Set the LLM vectors (n_llms, d) and optional additive bias (n_llms,)."""
+        if self.kind not in ("flat", "hnsw"):
+            raise ConfigError(f"kind must be 'flat' or 'hnsw', got {self.kind!r}")
+        V = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+        if V.ndim != 2 or V.shape[0] == 0:
+            raise ConfigError(f"LLM vectors must be a non-empty 2-D array, got shape {V.shape}")
+        if self.normalize:
+            V = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+        self.has_bias_ = bias is not None
+        if bias is not None:
+            b = np.asarray(bias, dtype=np.float32).reshape(-1)
+            if b.shape[0] != V.shape[0]:
+                raise ConfigError(f"bias has {b.shape[0]} values for {V.shape[0]} LLMs")
+            V = np.hstack([V, b[:, None]])
+        self.vectors_ = np.ascontiguousarray(V)
+        self.dim_ = vectors.shape[1] if hasattr(vectors, "shape") else V.shape[1]
+        self.index_ = None
+        if self.backend_ == "faiss":
+            if self.kind == "flat":
+                self.index_ = faiss.IndexFlatIP(self.vectors_.shape[1])
+            else:
+                self.index_ = faiss.IndexHNSWFlat(self.vectors_.shape[1], self.hnsw_m,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            self.index_.add(self.vectors_)
+        return self
+
+    @property
+    def ntotal(self) -> int:
+        return 0 if not hasattr(self, "vectors_") else self.vectors_.shape[0]
+
+    def _queries(self, queries) -> np.ndarray:
+        if not hasattr(self, "vectors_"):
+            raise NotFittedError("LLMIndex is empty; call add(vectors) first")
+        Q = np.asarray(queries, dtype=np.float32)
+        if Q.ndim == 1:
+            Q = Q[None, :]
+        if Q.ndim != 2 or Q.shape[1] != self.dim_:
+            raise ConfigError(f"queries have shape {Q.shape}, expected (n, {self.dim_})")
+        if self.normalize:
+            Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+        if self.has_bias_:
+            Q = np.hstack([Q, np.ones((Q.shape[0], 1), np.float32)])
+        return np.ascontiguousarray(Q)
+
+    def scores(self, queries) -> np.ndarray:
+        """All inner products (n_queries, n_llms), bias included (numpy)."""
+        return self._queries(queries) @ self.vectors_.T
+
+    def search(self, queries, k: int, candidates: Sequence[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k LLM positions and scores for each query.
+
+        ``k`` larger than the pool returns the whole pool; ``k <= 0`` is an error.
+        ``candidates`` restricts the search to those LLM positions (exactly).
+        """
+        k = _check_k(k)
+        Q = self._queries(queries)
+        n_items = self.vectors_.shape[0]
+        cand = _candidate_positions(candidates, n_items)
+        pool_size = n_items if cand is None else len(cand)
+        kk = min(k, pool_size)
+        if Q.shape[0] == 0:
+            return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
+        if self.backend_ == "numpy" or self.kind == "hnsw" and cand is not None:
+            ids, _ = topk_scores(Q @ self.vectors_.T, kk, cand)
+            return ids, self._values(Q, ids)
+        kq = min(kk + 1, pool_size)  # one extra result reveals a tie at the k-th place
+        if cand is None:
+            _, I = self.index_.search(Q, kq)
+        else:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(cand))
+            _, I = self.index_.search(Q, kq, params=params)
+        return self._finish(Q, I.astype(np.int64), kk, cand)
+
+    def _finish(self, Q, I, kk, cand):
+        """Make faiss's answer deterministic and identical to the numpy path.
+
+        faiss orders equal scores arbitrarily and sums in another order than BLAS.
+        The scores of the returned LLMs are recomputed exactly, rows are sorted by
+        (score desc, LLM index asc), and any row whose k-th and (k+1)-th scores are
+        within float tolerance (a tie at the cut) or that came back short is answered
+        by the exact numpy path instead.
+        """
+        bad = (I < 0).any(axis=1)
+        Ic = np.where(I < 0, 0, I)
+        got = self._values(Q, Ic)
+        order = np.lexsort((Ic, -got), axis=1) if got.shape[1] > 1 else np.zeros_like(Ic)
+        Ic = np.take_along_axis(Ic, order, axis=1)
+        got = np.take_along_axis(got, order, axis=1)
+        if got.shape[1] > kk:
+            scale = np.maximum(np.abs(got[:, kk - 1]), 1.0)
+            bad |= (got[:, kk - 1] - got[:, kk]) <= 1e-5 * scale
+        if kk > 1:  # near-ties inside the top-k: let numpy settle their order too
+            d = np.diff(got[:, :kk], axis=1)
+            bad |= (np.abs(d) <= 1e-5 * np.maximum(np.abs(got[:, :kk - 1]), 1.0)).any(axis=1)
+        ids, vals = Ic[:, :kk].copy(), got[:, :kk].copy()
+        if bad.any():
+            rid, _ = topk_scores(Q[bad] @ self.vectors_.T, kk, cand)
+            ids[bad], vals[bad] = rid, self._values(Q[bad], rid)
+        return ids, vals
+
+    def _values(self, Q, ids):
+        """Scores of the given LLMs, computed the same way on both paths."""
+        return np.einsum("nd,nkd->nk", Q, self.vectors_[ids]).astype(np.float32)
+

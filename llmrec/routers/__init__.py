@@ -1,0 +1,9 @@
+"""Layer 3: every router behind one small interface (see :mod:`llmrec.routers.base`)."""
+
+from .base import (ROUTERS, Router, available_routers, llm_costs, load_router, make_router,
+                   register_router)
+from .baselines import BestSingleRouter, OracleMixRouter, OracleRouter, RandomRouter
+
+__all__ = ["Router", "make_router", "available_routers", "load_router", "register_router",
+           "ROUTERS", "llm_costs", "RandomRouter", "BestSingleRouter", "OracleRouter",
+           "OracleMixRouter"]

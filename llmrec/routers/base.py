@@ -1,0 +1,541 @@
+"""The one small router interface.
+
+A router scores (prompts x LLMs). ``recommend`` turns scores into a top-k through
+:mod:`llmrec.retrieval`: factorised routers expose prompt vectors and LLM vectors
+(``_vectors``) and are searched with a FAISS index; the others rank their score
+matrix. Both paths give identical rankings (ties by LLM index).
+
+Subclasses implement ``_fit(records, X, val, X_val)`` and ``_score(X, prompts)``,
+``_get_state()`` / ``_set_state()`` for persistence, and optionally
+``_vectors(X)`` and ``_add_llm(...)``. Capability flags say what a router can do and
+the base class refuses the rest with :class:`~llmrec.errors.CapabilityError`.
+
+Prompt input accepted everywhere (``score``, ``recommend``): a list of texts, one
+text, a DataFrame with ``text`` (and optionally ``benchmark``/``category``), a
+:class:`~llmrec.data.PerformanceRecords`, or a 2-D float array of precomputed
+features (as produced by ``router.features(...)``). Prompt ids known to a dataset
+are served by :class:`~llmrec.encoders.PrecomputedEncoder`, which resolves ids and
+exact texts to stored vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..data.records import PerformanceRecords
+from ..encoders.features import PromptFeaturizer, as_prompt_frame
+from ..errors import (CapabilityError, ConfigError, DataFormatError, ModelFormatError,
+                      NotFittedError, UnknownIdError)
+from ..retrieval import LLMIndex, topk_scores
+
+MODEL_FORMAT_VERSION = 1
+ROUTERS: dict[str, type] = {}
+
+
+def register_router(cls):
+    """Class decorator: make ``cls`` buildable by ``make_router(cls.name)``."""
+    ROUTERS[cls.name] = cls
+    return cls
+
+
+def make_router(name: str, **params) -> "Router":
+    """Build a router by registry name.
+
+    Examples
+    --------
+    >>> from llmrec.routers import make_router
+    >>> make_router("best-single")
+    BestSingleRouter()
+    """
+    _import_all()
+    if name not in ROUTERS:
+        raise ConfigError(f"unknown router {name!r}; available: {', '.join(sorted(ROUTERS))}")
+    cls = ROUTERS[name]
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise ConfigError(f"router {name!r}: {e}; see help(llmrec.routers.{cls.__name__})") \
+            from None
+
+
+def available_routers() -> list[str]:
+    _import_all()
+    return sorted(ROUTERS)
+
+
+def _import_all():
+    import importlib
+    importlib.import_module("llmrec.routers")
+
+
+def llm_costs(records: PerformanceRecords) -> np.ndarray | None:
+    """Per-LLM cost used by cost-aware ranking, or None when unknown.
+
+    Mean per-record cost when the records carry costs; otherwise the mean of
+    ``price_input`` and ``price_output`` (USD per 1M tokens), or ``price``.
+    """
+    if records.cost is not None:
+        s = records.llm_summary()
+        if s["mean_cost"].notna().all():
+            return s["mean_cost"].to_numpy(dtype=np.float32)
+    t = records.llms
+    if "price_input" in t and "price_output" in t:
+        v = (pd.to_numeric(t["price_input"], errors="coerce")
+             + pd.to_numeric(t["price_output"], errors="coerce")) / 2
+        if v.notna().all():
+            return v.to_numpy(dtype=np.float32)
+    if "price" in t:
+        v = pd.to_numeric(t["price"], errors="coerce")
+        if v.notna().all():
+            return v.to_numpy(dtype=np.float32)
+    return None
+
+
+class Router:
+    """Base class of every router. See the module docstring for the contract."""
+
+    name = "base"
+    #: can score prompts never seen in training (from their features)
+    supports_cold_prompts = True
+    #: implements add_llm(name, probe_records)
+    supports_new_llms = False
+    #: needs prompt features (an encoder) to score
+    needs_text = True
+    #: reads the ground truth of the prompts it scores (oracle-style; bounds only)
+    needs_truth = False
+    #: has LLM vectors searchable with an inner-product index
+    factorized = False
+
+    # -------------------------------------------------------------- params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params) -> "Router":
+        for k, v in params.items():
+            if k not in self._param_names():
+                raise ConfigError(f"{type(self).__name__} has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p: v.default for p, v in inspect.signature(type(self).__init__)
+                    .parameters.items() if p != "self"}
+        shown = {k: v for k, v in self.get_params().items() if defaults.get(k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, train: PerformanceRecords, encoder=None, val_records=None,
+            side_features: Sequence[str] = (), show_progress: bool | None = None) -> "Router":
+        """Fit on training records.
+
+        Parameters
+        ----------
+        train : PerformanceRecords
+            Training prompts x LLMs; unobserved cells are ignored, never read as 0.
+        encoder : Encoder or str, optional
+            Prompt encoder (default: a TF-IDF encoder fitted on the training
+            prompts). Strings go through :func:`llmrec.encoders.make_encoder`.
+        val_records : PerformanceRecords, optional
+            Validation prompts on the same LLMs, for routers that tune or stop early.
+        side_features : sequence of {"benchmark", "category", "length"}
+            Side features appended to the prompt embedding.
+        """
+        if not isinstance(train, PerformanceRecords):
+            raise DataFormatError(f"fit expects PerformanceRecords, got {type(train).__name__}")
+        if train.n_prompts == 0 or train.n_llms == 0 or train.n_observed == 0:
+            raise DataFormatError(f"cannot fit on empty records {train!r}")
+        if val_records is not None:
+            val_records = self._align_llms(val_records, train.llm_names, "val_records")
+        t0 = time.perf_counter()
+        self.llms_ = train.llms.reset_index(drop=True).copy()
+        self.llm_costs_ = llm_costs(train)
+        self.train_summary_ = {"n_prompts": train.n_prompts, "n_llms": train.n_llms,
+                               "n_observed": train.n_observed, "name": train.name,
+                               "score_min": float(train.scores.data.min()),
+                               "score_max": float(train.scores.data.max())}
+        X = X_val = None
+        self.featurizer_ = None
+        if self.needs_text:
+            from ..encoders import make_encoder
+            enc = make_encoder(encoder if encoder is not None else "tfidf")
+            self.featurizer_ = PromptFeaturizer(enc, side_features).fit(train)
+            X = self.featurizer_.transform(train, show_progress=show_progress)
+            if val_records is not None:
+                X_val = self.featurizer_.transform(val_records, show_progress=show_progress)
+        self._fit(train, X, val_records, X_val)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _fit(self, records: PerformanceRecords, X: np.ndarray | None,
+             val: PerformanceRecords | None, X_val: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _align_llms(records: PerformanceRecords, names: Sequence[str], what: str
+                    ) -> PerformanceRecords:
+        if not isinstance(records, PerformanceRecords):
+            raise DataFormatError(f"{what} must be PerformanceRecords")
+        missing = [n for n in names if n not in set(records.llm_names)]
+        if missing:
+            raise UnknownIdError(f"{what} lacks LLM(s) {missing[:5]} that the router knows")
+        return records.select_llms(list(names))
+
+    # ------------------------------------------------------------- fitted
+    def _check_fitted(self):
+        if not hasattr(self, "llms_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(records) first")
+
+    @property
+    def llm_names_(self) -> list[str]:
+        self._check_fitted()
+        return list(self.llms_["name"])
+
+    @property
+    def n_llms_(self) -> int:
+        return len(self.llm_names_)
+
+    @property
+    def feature_dim_(self) -> int | None:
+        return self.featurizer_.dim if self.featurizer_ is not None else None
+
+    def features(self, prompts, show_progress: bool | None = None) -> np.ndarray | None:
+        """Prompt features as the router sees them (encoder + side features)."""
+        self._check_fitted()
+        if self.featurizer_ is None:
+            return None
+        return self.featurizer_.transform(prompts, show_progress=show_progress)
+
+    def _n_prompts(self, prompts) -> int:
+        if isinstance(prompts, PerformanceRecords):
+            return prompts.n_prompts
+        if isinstance(prompts, np.ndarray) and prompts.dtype.kind in "fiu":
+            if prompts.ndim != 2:
+                raise ConfigError(f"precomputed features must be 2-D, got shape {prompts.shape}")
+            return prompts.shape[0]
+        return len(as_prompt_frame(prompts))
+
+    # --------------------------------------------------------------- score
+    def score(self, prompts, show_progress: bool | None = None) -> np.ndarray:
+        """Predicted scores, shape (n_prompts, n_llms), float32; higher is better."""
+        self._check_fitted()
+        if self.needs_truth and not isinstance(prompts, PerformanceRecords):
+            raise CapabilityError(f"{type(self).__name__} reads the truth: pass "
+                                  "PerformanceRecords, not texts or features")
+        if isinstance(prompts, np.ndarray) and not self.needs_text and prompts.ndim == 2:
+            n = prompts.shape[0]  # features are ignored by feature-free routers
+        else:
+            n = self._n_prompts(prompts)
+        if n == 0:
+            return np.zeros((0, self.n_llms_), dtype=np.float32)
+        X = self.features(prompts, show_progress) if self.needs_text else None
+        S = np.asarray(self._score(X, prompts, n), dtype=np.float32)
+        if S.shape != (n, self.n_llms_):  # pragma: no cover - a subclass bug
+            raise RuntimeError(f"{type(self).__name__}._score returned shape {S.shape}")
+        return S
+
+    def _score(self, X: np.ndarray | None, prompts, n: int) -> np.ndarray:
+        """Scores (n, n_llms) from features X (None for feature-free routers); ``prompts``
+        is the raw input (PerformanceRecords for truth-reading routers)."""
+        raise NotImplementedError
+
+    def _vectors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(prompt vectors, LLM vectors, LLM bias) with score = q . v + b (factorised only)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- recommend
+    def candidate_positions(self, candidates) -> np.ndarray | None:
+        """Map candidate LLM names (or positions) to positions; unknown names raise."""
+        if candidates is None:
+            return None
+        cand = [candidates] if isinstance(candidates, str) else list(candidates)
+        if len(cand) == 0:
+            raise ConfigError("candidates is empty; give at least one LLM or None for all")
+        if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cand):
+            pos = np.asarray(cand, dtype=np.int64)
+            if pos.min() < 0 or pos.max() >= self.n_llms_:
+                raise UnknownIdError(f"candidate position out of range 0..{self.n_llms_ - 1}")
+            return pos
+        index = {n: i for i, n in enumerate(self.llm_names_)}
+        unknown = [str(c) for c in cand if str(c) not in index]
+        if unknown:
+            raise UnknownIdError(f"unknown candidate LLM(s): {', '.join(unknown)}; "
+                                 f"the router knows {self.n_llms_} LLMs (see llm_names_)")
+        return np.asarray([index[str(c)] for c in cand], dtype=np.int64)
+
+    def recommend_ids(self, prompts, k: int = 1, candidates=None, cost_weight: float = 0.0,
+                      max_cost: float | None = None, show_progress: bool | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`recommend` but returns integer LLM positions (batch-first, internal)."""
+        self._check_fitted()
+        cand = self.candidate_positions(candidates)
+        bias = None
+        if cost_weight or max_cost is not None:
+            if self.llm_costs_ is None:
+                raise CapabilityError("cost-aware recommending needs LLM prices or per-record "
+                                      "costs in the training records; none are known")
+            if cost_weight < 0:
+                raise ConfigError(f"cost_weight must be >= 0, got {cost_weight}")
+            bias = -float(cost_weight) * self.llm_costs_
+            if max_cost is not None:
+                ok = np.flatnonzero(self.llm_costs_ <= max_cost)
+                cand = ok if cand is None else np.intersect1d(cand, ok)
+                if len(cand) == 0:
+                    raise ConfigError(f"no candidate LLM costs <= max_cost={max_cost}")
+        if self.factorized and self.needs_text and not self.needs_truth:
+            n = self._n_prompts(prompts)
+            if n == 0:
+                from ..retrieval.index import _check_k
+                kk = min(_check_k(k), self.n_llms_ if cand is None else len(np.unique(cand)))
+                return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
+            X = self.features(prompts, show_progress)
+            Q, V, b = self._vectors(X)
+            if bias is not None:
+                b = bias if b is None else b + bias
+            index = LLMIndex().add(V, bias=b)
+            return index.search(Q, k, cand)
+        S = self.score(prompts, show_progress)
+        if bias is not None:
+            S = S + bias[None, :]
+        return topk_scores(S, k, cand)
+
+    def recommend(self, prompts, k: int = 1, candidates=None, cost_weight: float = 0.0,
+                  max_cost: float | None = None, show_progress: bool | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k LLMs for each prompt.
+
+        Parameters
+        ----------
+        prompts : texts, DataFrame, PerformanceRecords or 2-D feature array
+        k : int
+            Number of LLMs per prompt (k larger than the pool returns the pool).
+        candidates : sequence of LLM names, optional
+            Restrict the choice to these LLMs (a RouterEval pool, the LLMs available now).
+        cost_weight : float
+            Rank by predicted score minus ``cost_weight`` x the LLM's cost.
+        max_cost : float, optional
+            Budget: only LLMs whose cost is at most this.
+
+        Returns
+        -------
+        llms : ndarray of str, shape (n_prompts, k)
+        scores : ndarray of float32, shape (n_prompts, k)
+            The ranking scores (cost-adjusted when ``cost_weight`` > 0).
+        """
+        ids, scores = self.recommend_ids(prompts, k, candidates, cost_weight, max_cost,
+                                         show_progress)
+        names = np.asarray(self.llm_names_, dtype=object)
+        return names[ids], scores
+
+    # -------------------------------------------------------------- new LLMs
+    def add_llm(self, name: str, probe_records: PerformanceRecords,
+                metadata: dict | None = None) -> "Router":
+        """Add a new LLM from a handful of its evaluated probe prompts, rest frozen.
+
+        ``probe_records`` holds the probe prompts (with text) and at least the new
+        LLM's column named ``name``.
+        """
+        self._check_fitted()
+        if not self.supports_new_llms:
+            raise CapabilityError(f"{type(self).__name__} cannot add LLMs after fitting "
+                                  "(supports_new_llms is False); refit instead")
+        if name in self.llm_names_:
+            raise ConfigError(f"LLM {name!r} is already known to the router")
+        if not isinstance(probe_records, PerformanceRecords):
+            raise DataFormatError("probe_records must be PerformanceRecords")
+        col = probe_records.select_llms([name])
+        col = col.select_prompts(np.flatnonzero(col.observed_dense()[:, 0]))
+        if col.n_prompts == 0:
+            raise DataFormatError(f"probe_records hold no observed record of LLM {name!r}")
+        X = self.features(col) if self.needs_text else None
+        y = col.dense()[:, 0]
+        meta = dict(metadata or {})
+        if name in probe_records.llm_names:
+            row = probe_records.llms.iloc[int(probe_records.llm_index(name)[0])].to_dict()
+            meta = {**{k: v for k, v in row.items() if k != "name"}, **meta}
+        self._add_llm(name, X, y, meta)
+        new_row = {c: meta.get(c) for c in self.llms_.columns if c != "name"}
+        new_row["name"] = name
+        self.llms_ = pd.concat([self.llms_, pd.DataFrame([new_row])], ignore_index=True)
+        if self.llm_costs_ is not None:
+            c = meta.get("cost")
+            if c is None and meta.get("price_input") is not None:
+                c = (float(meta["price_input"]) + float(meta.get("price_output", 0.0))) / 2
+            self.llm_costs_ = np.append(self.llm_costs_, np.float32(np.nan if c is None else c))
+        return self
+
+    def _add_llm(self, name: str, X: np.ndarray | None, y: np.ndarray, metadata: dict) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------- persistence
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able learned settings, arrays) of the fitted router."""
+        raise NotImplementedError
+
+    def _set_state(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted router to a directory (atomic; no pickle).
+
+        Layout: ``manifest.json`` (router type and parameters, LLM table, encoder
+        config and fingerprint, llmrec version, format version, training summary,
+        SHA-256 of each array file) and ``router.npz`` / ``encoder.npz``.
+        """
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
+        try:
+            state, arrays = self._get_state()
+            np.savez(tmp / "router.npz", **arrays)
+            files = {"router.npz": _sha256(tmp / "router.npz")}
+            feat = None
+            if self.featurizer_ is not None:
+                feat = self.featurizer_.get_config()
+                np.savez(tmp / "encoder.npz", **self.featurizer_.encoder.get_arrays())
+                files["encoder.npz"] = _sha256(tmp / "encoder.npz")
+            manifest = {
+                "format": "llmrec.router", "format_version": MODEL_FORMAT_VERSION,
+                "llmrec_version": __version__, "router": self.name,
+                "params": _jsonable(self.get_params()), "state": _jsonable(state),
+                "llms": json.loads(self.llms_.to_json(orient="records")),
+                "llm_costs": None if self.llm_costs_ is None else self.llm_costs_.tolist(),
+                "featurizer": feat, "train_summary": _jsonable(self.train_summary_),
+                "files": files,
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            _atomic_replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder=None) -> "Router":
+        """Load a router saved by :meth:`save`; checks version, checksums and encoder.
+
+        ``encoder``, when given, must have the fingerprint the router was fitted with
+        (a mismatched encoder would silently give wrong features); it replaces the
+        stored one, e.g. to point a MiniLM encoder at another device.
+        """
+        path = Path(path)
+        man_p = path / "manifest.json"
+        if not man_p.is_file():
+            raise ModelFormatError(f"{path}: no manifest.json; not a saved llmrec router")
+        try:
+            man = json.loads(man_p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelFormatError(f"{man_p}: corrupt manifest ({e})") from None
+        if man.get("format") != "llmrec.router":
+            raise ModelFormatError(f"{man_p}: not an llmrec router manifest")
+        if man.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ModelFormatError(f"{man_p}: model format version {man.get('format_version')}, "
+                                   f"this llmrec ({__version__}) reads version "
+                                   f"{MODEL_FORMAT_VERSION}; refit the router")
+        for fname, digest in man.get("files", {}).items():
+            fp = path / fname
+            if not fp.is_file() or _sha256(fp) != digest:
+                raise ModelFormatError(f"{fp}: missing or checksum mismatch; the model "
+                                       "directory is corrupt, save it again")
+        _import_all()
+        rname = man.get("router")
+        if rname not in ROUTERS:
+            raise ModelFormatError(f"{man_p}: unknown router type {rname!r}")
+        rcls = ROUTERS[rname]
+        if cls is not Router and not issubclass(rcls, cls):
+            raise ModelFormatError(f"{path} holds a {rcls.__name__}, not a {cls.__name__}")
+        try:
+            router = rcls(**man["params"])
+            arrays = _load_npz(path / "router.npz")
+            router.llms_ = pd.DataFrame(man["llms"])
+            router.llms_["name"] = router.llms_["name"].astype(str)
+            router.llm_costs_ = (None if man.get("llm_costs") is None
+                                 else np.asarray(man["llm_costs"], dtype=np.float32))
+            router.train_summary_ = man.get("train_summary", {})
+            router.featurizer_ = None
+            if man.get("featurizer") is not None:
+                enc_arrays = _load_npz(path / "encoder.npz")
+                router.featurizer_ = PromptFeaturizer.from_state(man["featurizer"], enc_arrays)
+                want = man["featurizer"].get("encoder_fingerprint")
+                if encoder is not None:
+                    from ..encoders import make_encoder
+                    enc = make_encoder(encoder)
+                    if enc.fingerprint != want:
+                        raise ModelFormatError(
+                            f"encoder {enc.fingerprint} does not match the one {path} was "
+                            f"fitted with ({want}); use that encoder or refit")
+                    router.featurizer_.encoder = enc
+            router._set_state(man.get("state", {}), arrays)
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ModelFormatError):
+                raise
+            raise ModelFormatError(f"{path}: cannot restore {rname} ({e!r}); the files do "
+                                   "not match this llmrec version") from None
+        return router
+
+
+def load_router(path: str | os.PathLike, encoder=None) -> Router:
+    """Load any saved router (see :meth:`Router.load`)."""
+    return Router.load(path, encoder=encoder)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ModelFormatError(f"{path}: cannot read arrays ({e})") from None
+
+
+def _atomic_replace_dir(tmp: Path, path: Path) -> None:
+    if path.exists():
+        if not (path / "manifest.json").exists() and any(path.iterdir()):
+            raise ConfigError(f"{path} exists and is not a saved llmrec model; refusing to "
+                              "overwrite it")
+        old = path.with_name(f".{path.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(path)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
