@@ -1,0 +1,358 @@
+"""The HTTP recommendation service: a FastAPI app around one saved router.
+
+Endpoints (``/docs`` and ``/openapi.json`` describe them):
+
+* ``POST /v1/recommend`` -- ``{"prompts": [...], "k": 3, "candidates": [...]?,
+  "cost_weight": 0.0?}`` -> per prompt the ranked LLMs, predicted scores and prices.
+  Concurrent requests are micro-batched into one router call.
+* ``GET /v1/llms`` -- the model's LLM table; ``GET /health``; ``GET /metrics``
+  (Prometheus text format).
+* ``POST /v1/feedback`` -- ``{"feedback": [{"prompt", "llm", "score"}, ...]}`` appended
+  (fsynced) to a JSONL log that ``llmrec fit --data <log> --warm-start <model>`` reads.
+* ``POST /v1/admin/reload`` -- ``{"model_dir": ...?}``: load a model fully, then swap
+  it in atomically; in-flight requests finish on the old one. SIGHUP does the same
+  for the current directory when the server runs in the main thread.
+
+An API key is required on ``/v1/*`` when ``api_key`` (or env ``LLMREC_API_KEY``) is
+set: header ``X-API-Key``, else 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import secrets
+import signal
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from .._version import __version__
+from ..errors import ConfigError, LLMRecError
+from ..routers import load_router
+from .batcher import MicroBatcher
+from .feedback import FeedbackLog
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class RecommendRequest(BaseModel):
+    prompts: list[str] = Field(..., min_length=1, description="prompt texts")
+    k: int = Field(3, ge=1, description="LLMs per prompt")
+    candidates: Optional[list[str]] = Field(None, description="restrict to these LLMs")
+    cost_weight: float = Field(0.0, ge=0.0, description="rank by score - w x LLM cost")
+
+
+class RankedLLM(BaseModel):
+    name: str
+    score: float
+    price_input: Optional[float] = None
+    price_output: Optional[float] = None
+    cost: Optional[float] = None
+
+
+class PromptResult(BaseModel):
+    index: int
+    truncated: bool = False
+    llms: list[RankedLLM]
+
+
+class RecommendResponse(BaseModel):
+    model_version: int
+    model_dir: str
+    results: list[PromptResult]
+
+
+class FeedbackItem(BaseModel):
+    prompt: str = Field(..., min_length=1)
+    llm: str = Field(..., min_length=1)
+    score: float
+
+
+class FeedbackRequest(BaseModel):
+    feedback: list[FeedbackItem] = Field(..., min_length=1)
+
+
+class ReloadRequest(BaseModel):
+    model_dir: Optional[str] = None
+
+
+class _Metrics:
+    """Request counts and latency histograms, written in Prometheus text format."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.hist: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, method: str, path: str, status: int, seconds: float):
+        with self.lock:
+            key = (method, path, status)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            h = self.hist.setdefault(path, [0] * (len(_BUCKETS) + 1))
+            for i, b in enumerate(_BUCKETS):
+                if seconds <= b:
+                    h[i] += 1
+            h[-1] += 1
+            self.sums[path] = self.sums.get(path, 0.0) + seconds
+
+    def render(self, extra: dict[str, float]) -> str:
+        out = ["# HELP llmrec_requests_total HTTP requests by method, path and status",
+               "# TYPE llmrec_requests_total counter"]
+        with self.lock:
+            for (m, p, s), n in sorted(self.counts.items()):
+                out.append(f'llmrec_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}')
+            out += ["# HELP llmrec_request_seconds request latency",
+                    "# TYPE llmrec_request_seconds histogram"]
+            for p, h in sorted(self.hist.items()):
+                for b, n in zip(_BUCKETS, h):
+                    out.append(f'llmrec_request_seconds_bucket{{path="{p}",le="{b}"}} {n}')
+                out.append(f'llmrec_request_seconds_bucket{{path="{p}",le="+Inf"}} {h[-1]}')
+                out.append(f'llmrec_request_seconds_sum{{path="{p}"}} {self.sums[p]:.6f}')
+                out.append(f'llmrec_request_seconds_count{{path="{p}"}} {h[-1]}')
+        for name, v in extra.items():
+            out += [f"# TYPE {name} gauge", f"{name} {v}"]
+        return "\n".join(out) + "\n"
+
+
+class _State:
+    def __init__(self, router, model_dir: Path):
+        self.router = router
+        self.model_dir = model_dir
+        self.version = 1
+        self.loaded_at = time.time()
+
+
+def _price_fields(router) -> list[dict]:
+    """Per-LLM known prices from the model's LLM table (None where unknown)."""
+    t = router.llms_
+    costs = router.llm_costs_
+    out = []
+    for i in range(len(t)):
+        d = {}
+        for col in ("price_input", "price_output"):
+            if col in t.columns:
+                v = t[col].iloc[i]
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    v = float("nan")
+                d[col] = None if math.isnan(v) else v
+        if costs is not None and np.isfinite(costs[i]):
+            d["cost"] = float(costs[i])
+        out.append(d)
+    return out
+
+
+def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 8000,
+               long_prompts: str = "truncate", max_k: int = 100, batch_window_ms: float = 5.0,
+               max_batch: int = 1024, feedback_log=None, api_key: str | None = None,
+               max_feedback: int = 1000) -> FastAPI:
+    """Build the service app for the router saved in ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir : path
+        A directory written by ``Router.save`` / ``llmrec fit``; loaded here.
+    max_prompts : int
+        Most prompts per request (more: 422).
+    max_prompt_chars : int
+        Longest prompt; longer ones are cut (``long_prompts="truncate"``, the result
+        says ``truncated: true``) or refused with 422 (``"reject"``).
+    max_k : int
+        Largest ``k`` accepted.
+    batch_window_ms, max_batch : float, int
+        Micro-batching window and most prompts per router call.
+    feedback_log : path, optional
+        Where ``POST /v1/feedback`` appends; default ``<model_dir>/../feedback.jsonl``.
+    api_key : str, optional
+        Required ``X-API-Key`` on ``/v1/*``; default env ``LLMREC_API_KEY`` (unset: open).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.routers import make_router
+    >>> d = os.path.join(tempfile.mkdtemp(), "m")
+    >>> _ = make_router("best-single").fit(make_synthetic(50, 4, seed=0)).save(d)
+    >>> from fastapi.testclient import TestClient
+    >>> with TestClient(create_app(d)) as c:
+    ...     c.post("/v1/recommend", json={"prompts": ["hi"], "k": 2}).status_code
+    200
+    """
+    if long_prompts not in ("truncate", "reject"):
+        raise ConfigError(f"long_prompts must be 'truncate' or 'reject', got {long_prompts!r}")
+    for name, v in (("max_prompts", max_prompts), ("max_prompt_chars", max_prompt_chars),
+                    ("max_k", max_k), ("max_batch", max_batch)):
+        if int(v) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {v}")
+    model_dir = Path(model_dir)
+    state = _State(load_router(model_dir), model_dir)
+    key = api_key if api_key is not None else os.environ.get("LLMREC_API_KEY") or None
+    fb_log = FeedbackLog(feedback_log if feedback_log is not None
+                         else model_dir.resolve().parent / "feedback.jsonl")
+    batcher = MicroBatcher(lambda: state.router, batch_window_ms, max_batch)
+    metrics = _Metrics()
+    reload_lock = asyncio.Lock()
+
+    async def do_reload(new_dir: Path | None):
+        async with reload_lock:
+            target = Path(new_dir) if new_dir else state.model_dir
+            loop = asyncio.get_running_loop()
+            router = await loop.run_in_executor(None, load_router, target)
+            state.router, state.model_dir = router, target  # one atomic swap
+            state.version += 1
+            state.loaded_at = time.time()
+            return state.version
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        loop = asyncio.get_running_loop()
+        try:  # SIGHUP: reload the current directory (main thread only)
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: asyncio.ensure_future(do_reload(None)))
+        except (RuntimeError, ValueError, NotImplementedError, AttributeError):
+            pass
+        yield
+        try:
+            loop.remove_signal_handler(signal.SIGHUP)
+        except (RuntimeError, ValueError, NotImplementedError, AttributeError):
+            pass
+        await batcher.stop()
+
+    app = FastAPI(title="llmrec", version=__version__, lifespan=lifespan,
+                  description="Route prompts to LLMs: ranked LLMs per prompt, feedback, "
+                              "hot reload.")
+    app.state.llmrec = state
+    app.state.batcher = batcher
+    app.state.feedback_log = fb_log
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", None) or "other"
+            metrics.observe(request.method, path, status, time.perf_counter() - t0)
+
+    @app.exception_handler(LLMRecError)
+    async def _llmrec_error(request: Request, exc: LLMRecError):
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    async def check_key(x_api_key: Optional[str] = Header(None)):
+        if key is not None and (x_api_key is None
+                                or not secrets.compare_digest(x_api_key.encode(), key.encode())):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    v1 = [Depends(check_key)]
+
+    @app.get("/health")
+    async def health():
+        r = state.router
+        return {"status": "ok", "model_dir": str(state.model_dir), "model_version": state.version,
+                "router": r.name, "n_llms": r.n_llms_, "llmrec_version": __version__}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_endpoint():
+        s = batcher.stats
+        return metrics.render({"llmrec_batch_calls_total": s.calls,
+                               "llmrec_batched_requests_total": s.requests,
+                               "llmrec_batched_prompts_total": s.prompts,
+                               "llmrec_model_version": state.version})
+
+    @app.get("/v1/llms", dependencies=v1)
+    async def llms():
+        r = state.router
+        table = r.llms_.astype(object).where(r.llms_.notna(), None)
+        return {"model_version": state.version, "llms": table.to_dict(orient="records")}
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, dependencies=v1)
+    async def recommend(req: RecommendRequest):
+        if len(req.prompts) > max_prompts:
+            raise HTTPException(422, f"{len(req.prompts)} prompts; at most {max_prompts} per "
+                                     "request, split the batch")
+        if req.k > max_k:
+            raise HTTPException(422, f"k={req.k} is above the limit {max_k}")
+        empty = [i for i, p in enumerate(req.prompts) if not p.strip()]
+        if empty:
+            raise HTTPException(422, f"prompt(s) at index {empty[:10]} are empty; send text")
+        prompts, truncated = [], []
+        for i, p in enumerate(req.prompts):
+            if len(p) > max_prompt_chars:
+                if long_prompts == "reject":
+                    raise HTTPException(422, f"prompt {i} has {len(p)} characters; the limit "
+                                             f"is {max_prompt_chars}")
+                p = p[:max_prompt_chars]
+                truncated.append(True)
+            else:
+                truncated.append(False)
+            prompts.append(p)
+        router = state.router
+        if req.candidates is not None:
+            if not req.candidates:
+                raise HTTPException(422, "candidates is empty; omit it to use every LLM")
+            known = set(router.llm_names_)
+            unknown = [c for c in req.candidates if c not in known]
+            if unknown:
+                raise HTTPException(422, f"unknown candidate LLM(s): {', '.join(unknown)}; "
+                                         "see GET /v1/llms")
+        if req.cost_weight and router.llm_costs_ is None:
+            raise HTTPException(422, "this model knows no LLM prices; cost_weight must be 0")
+        used, ids, scores = await batcher.submit(prompts, req.k, req.candidates, req.cost_weight)
+        names = used.llm_names_
+        prices = _price_fields(used)
+        results = []
+        for i in range(len(prompts)):
+            ranked = [RankedLLM(name=names[j], score=float(s), **prices[j])
+                      for j, s in zip(ids[i], scores[i])]
+            results.append(PromptResult(index=i, truncated=truncated[i], llms=ranked))
+        return RecommendResponse(model_version=state.version, model_dir=str(state.model_dir),
+                                 results=results)
+
+    @app.post("/v1/feedback", dependencies=v1)
+    async def feedback(req: FeedbackRequest):
+        if len(req.feedback) > max_feedback:
+            raise HTTPException(422, f"{len(req.feedback)} feedback records; at most "
+                                     f"{max_feedback} per request")
+        known = set(state.router.llm_names_)
+        unknown = sorted({f.llm for f in req.feedback if f.llm not in known})
+        if unknown:
+            raise HTTPException(422, f"unknown LLM(s) in feedback: {', '.join(unknown)}; see "
+                                     "GET /v1/llms")
+        bad = [i for i, f in enumerate(req.feedback) if not math.isfinite(f.score)]
+        if bad:
+            raise HTTPException(422, f"feedback record(s) {bad[:10]}: score must be finite")
+        recs = [{"text": f.prompt, "llm": f.llm, "score": f.score} for f in req.feedback]
+        loop = asyncio.get_running_loop()
+        n = await loop.run_in_executor(None, fb_log.append, recs)
+        return {"written": n, "log": str(fb_log.path)}
+
+    @app.post("/v1/admin/reload", dependencies=v1)
+    async def reload(req: Optional[ReloadRequest] = None):
+        new_dir = req.model_dir if req is not None else None
+        if new_dir is not None and not Path(new_dir).is_dir():
+            raise HTTPException(422, f"model_dir {new_dir} is not a directory")
+        try:
+            version = await do_reload(Path(new_dir) if new_dir else None)
+        except LLMRecError as e:
+            raise HTTPException(422, f"reload failed, still serving version {state.version}: "
+                                     f"{e}") from None
+        return {"model_version": version, "model_dir": str(state.model_dir),
+                "router": state.router.name}
+
+    return app
