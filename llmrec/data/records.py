@@ -678,11 +678,26 @@ class PerformanceRecords:
             return False
         if check_tables:
             try:
-                pd.testing.assert_frame_equal(self.prompts, other.prompts, check_dtype=False)
-                pd.testing.assert_frame_equal(self.llms, other.llms, check_dtype=False)
+                pd.testing.assert_frame_equal(_missing_as_none(self.prompts),
+                                              _missing_as_none(other.prompts),
+                                              check_dtype=False)
+                pd.testing.assert_frame_equal(_missing_as_none(self.llms),
+                                              _missing_as_none(other.llms), check_dtype=False)
             except AssertionError:
                 return False
         return True
+
+
+def _missing_as_none(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as objects with None for every missing value (None, NaN, pd.NA), so
+    that a table equals its parquet round trip (pandas 3 reads [str, None] as str/NaN)."""
+    out = df.copy()
+    for col in out.columns:
+        kind = out[col].dtype
+        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
+            vals = out[col].astype(object)
+            out[col] = vals.where(vals.notna(), None)
+    return out
 
 
 def _table_for_parquet(df: pd.DataFrame) -> pd.DataFrame:
