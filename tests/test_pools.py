@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from llmrec.data import PerformanceRecords
-from llmrec.data.pools import (GROUPS, candidate_pools, oracle_score, select_candidates,
-                               valid_llms)
+from llmrec.data.pools import (GROUPS, candidate_pools, oracle_score, routereval_levels,
+                               select_candidates, valid_llms)
 from llmrec.errors import ConfigError, DataFormatError
 
 
@@ -153,3 +153,37 @@ def test_errors():
         candidate_pools(np.ones((3, 3)))
     with pytest.raises(ConfigError, match="group"):
         candidate_pools(x, groups=("strong",))
+
+
+def test_routereval_levels_feed_the_writer(synth, tmp_path):
+    from llmrec.data.formats.routereval import read_routereval, routereval_pools, \
+        write_routereval
+    from llmrec.data.splits import routereval_split
+    pools = candidate_pools(synth, sizes=(3, 5, 6), n_draws=50)
+    nested = routereval_levels(pools)
+    assert sorted(nested) == ["easy", "hard"] and sorted(nested["hard"]) == [6]
+    s = routereval_split(synth, seed=0)
+    split = {"train": s.train_idx, "val": s.val_idx, "test": s.test_idx}
+    f = write_routereval(synth, tmp_path / "synth_router_dataset.pkl", split=split,
+                         pools=nested)
+    found = routereval_pools(f)
+    assert len(found) == 9
+    assert read_routereval(f).n_prompts == synth.n_prompts
+
+
+def test_real_mmlu_pro_pools(shared_data):
+    """MMLU-Pro (12,032 x 29, 1,713 empty cells): pools chosen on the training part."""
+    from llmrec.data.formats.mmlu_pro import read_mmlu_pro
+    from llmrec.data.splits import cold_prompt_split
+    rec = read_mmlu_pro(shared_data / "mmlu_pro")
+    train = cold_prompt_split(rec, seed=42, stratify="category").train
+    pools = candidate_pools(train, sizes=(3, 5, 10, 100), n_draws=100)
+    n_valid = len(valid_llms(train))
+    assert sorted(pools) == [3, 5, 10, n_valid]
+    x = train.dense()
+    for size in (3, 5, 10):
+        strong, weak = pools[size]["all_strong"], pools[size]["all_weak"]
+        cols_s, cols_w = train.llm_index(strong), train.llm_index(weak)
+        # strong pools are made of stronger LLMs and have the higher oracle
+        assert np.nanmean(x[:, cols_s]) > np.nanmean(x[:, cols_w])
+        assert oracle_score(x, cols_s) > oracle_score(x, cols_w)

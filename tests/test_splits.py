@@ -159,3 +159,16 @@ def test_cold_llm_split_errors(synth):
         cold_llm_split(synth, held_out=1, n_probe=-1)
     with pytest.raises(ConfigError, match="test must be > 0"):
         cold_llm_split(synth, held_out=1, test=0.0)
+
+
+def test_real_llm2vec_cold_llm_split(shared_data):
+    """llm2vec's 1,000 x 24 MMLU records: hold out 4 LLMs, probe 50 prompts."""
+    from llmrec.data.formats.embedllm import read_embedllm
+    rec = read_embedllm(shared_data / "llm2vec")
+    s = cold_llm_split(rec, held_out=4, n_probe=50, seed=42, test=0.2)
+    assert s.train.shape == (800, 20) and s.probe.shape == (50, 4)
+    assert s.test.shape == (200, 24)
+    assert not set(s.held_out) & set(s.train.llm_names)
+    assert not set(s.train.prompt_ids) & set(s.test.prompt_ids)
+    r = cold_prompt_split(rec, seed=42)
+    assert (len(r.train_idx), len(r.val_idx), len(r.test_idx)) == (800, 100, 100)

@@ -37,7 +37,7 @@ from ..errors import ConfigError, DataFormatError
 from .records import PerformanceRecords
 
 __all__ = ["GROUPS", "ROUTEREVAL_SIZES", "select_candidates", "candidate_pools",
-           "oracle_score", "valid_llms"]
+           "oracle_score", "valid_llms", "routereval_levels"]
 
 GROUPS = ("all_strong", "all_weak", "strong_to_weak")
 ROUTEREVAL_SIZES = (3, 5, 10, 100, 1000)
@@ -228,3 +228,22 @@ def candidate_pools(records, sizes=ROUTEREVAL_SIZES, groups=GROUPS, seed: int = 
     src = records if names is not None else x
     return {s: {g: select_candidates(src, s, g, seed=seed, **kwargs) for g in groups}
             for s in capped}
+
+
+def routereval_levels(pools: dict, easy_max: int = 5) -> dict:
+    """Nest ``{size: {group: names}}`` as RouterEval does: ``{"easy"|"hard": {size: ...}}``.
+
+    Sizes up to ``easy_max`` (RouterEval: 3 and 5) are "easy", larger ones "hard". The
+    result is the ``pools`` argument that
+    :func:`llmrec.data.formats.routereval.write_routereval` accepts.
+
+    Examples
+    --------
+    >>> routereval_levels({3: {"all_weak": ["a"]}, 10: {"all_weak": ["b"]}})
+    {'easy': {3: {'all_weak': ['a']}}, 'hard': {10: {'all_weak': ['b']}}}
+    """
+    out: dict = {}
+    for size in sorted(pools):
+        level = "easy" if size <= easy_max else "hard"
+        out.setdefault(level, {})[size] = pools[size]
+    return out
