@@ -4,10 +4,11 @@ from .records import FORMAT_VERSION, PerformanceRecords
 
 __all__ = ["PerformanceRecords", "FORMAT_VERSION"]
 
-from .pools import GROUPS, candidate_pools, oracle_score, select_candidates  # noqa: E402
+from .pools import (GROUPS, candidate_pools, oracle_score, routereval_levels,  # noqa: E402
+                    select_candidates)
 from .splits import (ColdLLMSplit, Split, cold_llm_split, cold_prompt_split,  # noqa: E402
                      routereval_split, split_from_indices)
 
 __all__ += ["Split", "ColdLLMSplit", "cold_prompt_split", "routereval_split",
             "split_from_indices", "cold_llm_split", "select_candidates", "candidate_pools",
-            "oracle_score", "GROUPS"]
+            "oracle_score", "routereval_levels", "GROUPS"]
