@@ -71,9 +71,29 @@ def test_plain_routereval_layout_without_meta(tmp_path):
 def test_writer_refuses_sparse_pools_and_bad_split(tmp_path):
     rec = _with_split(make_synthetic(30, 3, density=0.6, seed=0))
     with pytest.raises(DataFormatError, match="RouterEval arrays are dense"):
+        write_routereval(rec, tmp_path / "x.pkl", pools={"hard/3/all": rec.llm_names})
+    with pytest.raises(DataFormatError, match="no LLM is observed on every prompt"):
         write_routereval(rec, tmp_path / "x.pkl")
-    with pytest.raises(ConfigError, match="needs a split"):
-        write_routereval(make_synthetic(10, 2, seed=0), tmp_path / "y.pkl")
+    with pytest.raises(ConfigError, match="split must be"):
+        write_routereval(make_synthetic(10, 2, seed=0), tmp_path / "y.pkl", split=[1, 2])
+    with pytest.raises(ConfigError, match="covers 3 of 10"):
+        write_routereval(make_synthetic(10, 2, seed=0), tmp_path / "y.pkl",
+                         split={"train": [0], "val": [1], "test": [2]})
+
+
+def test_writer_defaults_routereval_split_and_dense_pool(tmp_path):
+    from llmrec.data.splits import routereval_split
+    rec = make_synthetic(50, 3, seed=0)
+    # make LLM 2 miss one prompt: the default pool keeps the fully observed LLMs
+    long = rec.to_long()
+    long = long[~((long.prompt_id == rec.prompt_ids[0]) & (long.llm == rec.llm_names[2]))]
+    sparse = PerformanceRecords.from_long(long, rec.prompts, rec.llms)
+    f = write_routereval(sparse, tmp_path / "d.pkl")
+    assert list(routereval_pools(f)) == ["hard/2/all"]
+    back = read_routereval(f)
+    s = routereval_split(sparse)
+    assert (back.prompts["split"] == "test").sum() == len(s.test_idx) == 5
+    assert back.equals(sparse.select_llms([0, 1]), check_tables=False)
 
 
 class _Evil:

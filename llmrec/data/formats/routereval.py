@@ -334,11 +334,7 @@ def _plain_table(df: pd.DataFrame) -> dict:
 
 def _resolve_split(records: PerformanceRecords, split) -> dict[str, np.ndarray]:
     n = records.n_prompts
-    if split is None:
-        if "split" not in records.prompts.columns:
-            raise ConfigError("write_routereval needs a split: pass split={'train': ..., "
-                              "'val': ..., 'test': ...} or give the prompt table a 'split' "
-                              "column (train / val / test)")
+    if split is None and "split" in records.prompts.columns:
         col = records.prompts["split"].astype(str).to_numpy()
         bad = ~np.isin(col, SPLITS)
         if bad.any():
@@ -346,9 +342,15 @@ def _resolve_split(records: PerformanceRecords, split) -> dict[str, np.ndarray]:
             raise DataFormatError(f"prompt table, row {row}, column 'split': {col[row]!r} is not "
                                   "train, val or test")
         return {s: np.flatnonzero(col == s) for s in SPLITS}
+    if split is None or (isinstance(split, str) and split == "routereval"):
+        from ..splits import routereval_split  # RouterEval's seeded 80/10/10 split
+        split = routereval_split(records)
+    if all(hasattr(split, f"{s}_idx") for s in SPLITS):  # a llmrec.data.splits.Split
+        split = {s: np.asarray(getattr(split, f"{s}_idx")) for s in SPLITS}
     if not isinstance(split, Mapping) or set(split) != set(SPLITS):
         raise ConfigError("split must be a dict with keys 'train', 'val', 'test' (positions, "
-                          "prompt ids or boolean masks)")
+                          "prompt ids or boolean masks), a llmrec.data.splits.Split, or "
+                          "'routereval'")
     out = {s: records._resolve_rows(list(split[s]) if not isinstance(split[s], np.ndarray)
                                     else split[s]) for s in SPLITS}
     allpos = np.concatenate(list(out.values()))
@@ -361,7 +363,14 @@ def _resolve_split(records: PerformanceRecords, split) -> dict[str, np.ndarray]:
 
 def _resolve_pools(records: PerformanceRecords, pools) -> dict[tuple, list[str]]:
     if pools is None:
-        return {("hard", records.n_llms, "all"): list(records.llm_names)}
+        full = np.bincount(
+            records.scores.indices, minlength=records.n_llms) == records.n_prompts
+        names = [n for n, ok in zip(records.llm_names, full) if ok]
+        if not names:
+            raise DataFormatError("no LLM is observed on every prompt, so no dense RouterEval "
+                                  "pool can be built; pass pools= with LLMs observed on all "
+                                  "prompts, or select prompts first")
+        return {("hard", len(names), "all"): names}
     out = {}
     if not isinstance(pools, Mapping) or not pools:
         raise ConfigError("pools must be a non-empty dict {'level/k/group': [LLM names]} or "
@@ -395,13 +404,17 @@ def write_routereval(data, path, *, split=None, pools=None, embeddings=None) -> 
         prompt table's ``split`` column.
     path : str or Path
         Output ``.pkl`` (written atomically).
-    split : dict, optional
-        ``{'train': sel, 'val': sel, 'test': sel}``; each ``sel`` positions, prompt
-        ids or a boolean mask.
+    split : dict, Split or "routereval", optional
+        ``{'train': sel, 'val': sel, 'test': sel}`` (each ``sel`` positions, prompt
+        ids or a boolean mask) or a :class:`llmrec.data.splits.Split`. Default: the
+        prompt table's ``split`` column if there is one, else RouterEval's seeded
+        80/10/10 split (:func:`llmrec.data.splits.routereval_split`).
     pools : dict, optional
         ``{'level/k/group': [LLM names]}`` or RouterEval's nesting
-        ``{level: {k: {group: [names]}}}``. Default: one pool ``hard/<n_llms>/all``.
-        RouterEval arrays are dense: every pool LLM needs a score on every prompt.
+        ``{level: {k: {group: [names]}}}`` (what
+        :func:`llmrec.data.pools.routereval_levels` returns). Default: one pool
+        ``hard/<k>/all`` of the ``k`` LLMs observed on every prompt. RouterEval arrays
+        are dense: every pool LLM needs a score on every prompt.
     embeddings : array, shape (n_prompts, d), optional
         Prompt embeddings (rows in records order), written under ``'embedding'``.
 
