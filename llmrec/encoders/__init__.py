@@ -6,6 +6,9 @@ from ..errors import ConfigError
 from .base import ENCODER_TYPES, Encoder, encoder_from_state, register_encoder
 from .features import SIDE_FEATURES, PromptFeaturizer, as_prompt_frame
 from .tfidf import TfidfEncoder
+from .precomputed import PrecomputedEncoder, encode_records  # noqa: E402
+from .cache import CachedEncoder, EmbeddingCache  # noqa: E402
+from .sentence import SentenceTransformerEncoder  # noqa: E402  (torch is imported lazily)
 
 
 def make_encoder(spec=None, **kwargs) -> Encoder:
@@ -34,4 +37,5 @@ def make_encoder(spec=None, **kwargs) -> Encoder:
 
 __all__ = ["Encoder", "TfidfEncoder", "PromptFeaturizer", "make_encoder",
            "encoder_from_state", "register_encoder", "as_prompt_frame", "SIDE_FEATURES",
-           "ENCODER_TYPES"]
+           "ENCODER_TYPES", "PrecomputedEncoder", "encode_records", "CachedEncoder",
+           "EmbeddingCache", "SentenceTransformerEncoder"]
