@@ -1,7 +1,6 @@
 """Readers of the public router datasets, on the real files (shared_data)."""
 
 import numpy as np
-import pytest
 
 from llmrec.data.formats import (read_embedllm, read_llmrouter, read_mt_bench,
                                  read_routellm_csv, read_routerbench, read_routerdc)

@@ -17,7 +17,6 @@ and otherwise raises :class:`DatasetNotFoundError` saying where it looked.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 import urllib.error
@@ -120,8 +119,10 @@ def _spec_list() -> list[DatasetSpec]:
              "llmrouter/default_llm.json"),
             lambda root, split: F.read_llmrouter(root / "llmrouter", split=split),
             f"{_LLMROUTER[0]} @ {_LLMROUTER[1]}", "MIT",
-            {"llmrouter/dcrouter_train.json": _gh(*_LLMROUTER, "data/dcrouter_preprocessed/train.json"),
-             "llmrouter/dcrouter_test.json": _gh(*_LLMROUTER, "data/dcrouter_preprocessed/test.json"),
+            {"llmrouter/dcrouter_train.json":
+             _gh(*_LLMROUTER, "data/dcrouter_preprocessed/train.json"),
+             "llmrouter/dcrouter_test.json":
+             _gh(*_LLMROUTER, "data/dcrouter_preprocessed/test.json"),
              "llmrouter/default_llm.json": _gh(
                  *_LLMROUTER, "llmrouter/data/example_data/llm_candidates/default_llm.json")},
             ("train", "test")),
@@ -158,7 +159,8 @@ def _spec_list() -> list[DatasetSpec]:
             ("routereval_sample/router_extended_data.pkl",),
             lambda root, split: F.read_routereval(
                 root / "routereval_sample/router_extended_data.pkl"),
-            "fidd1er5381/RouterEval @ 2d2d7b2e (a fork)", "none stated", {}, ("train", "val", "test")),
+            "fidd1er5381/RouterEval @ 2d2d7b2e (a fork)", "none stated", {},
+            ("train", "val", "test")),
     ]
 
 

@@ -10,8 +10,6 @@ There is no prompt text.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 

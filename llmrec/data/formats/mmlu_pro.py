@@ -83,7 +83,8 @@ def read_mmlu_pro(path, questions=None) -> PerformanceRecords:
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "correctness_matrix.csv").write_text("question_id,m_5shots,n_5shots\\n1,1,\\n2,0,1\\n")
+    >>> _ = (d / "correctness_matrix.csv").write_text(
+    ...     "question_id,m_5shots,n_5shots\\n1,1,\\n2,0,1\\n")
     >>> rec = read_mmlu_pro(d)
     >>> rec.llm_names, rec.n_observed
     (['m', 'n'], 3)

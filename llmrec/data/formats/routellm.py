@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +128,10 @@ def read_mt_bench(judgements, questions=None) -> PerformanceRecords:
     turn = pd.to_numeric(j["turn"], errors="coerce")
     if turn.isna().any():
         row = int(np.flatnonzero(turn.isna().to_numpy())[0])
-        raise DataFormatError(f"{p}, row {row}, field 'turn': {j['turn'].iloc[row]!r} is not 1 or 2")
-    j = j.assign(prompt_id=j["question_id"].astype(str) + "/turn" + turn.astype(int).astype(str))
+        raise DataFormatError(f"{p}, row {row}, field 'turn': {j['turn'].iloc[row]!r} is not "
+                              "1 or 2")
+    j = j.assign(prompt_id=j["question_id"].astype(str) + "/turn"
+                 + turn.astype(int).astype(str))
     ptab = None
     if questions is not None and Path(questions).is_file():
         q = read_table(questions, "MT-Bench questions")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataFormatError
@@ -47,8 +46,9 @@ def read_scores_json(files, *, name: str, score_range=(0.0, 1.0), split: str | N
         texts, clusters = [], []
         for i, row in enumerate(data):
             if not isinstance(row, dict) or text_key not in row or "scores" not in row:
+                got = list(row)[:5] if isinstance(row, dict) else type(row).__name__
                 raise DataFormatError(f"{f}, element {i}: expected keys '{text_key}' and "
-                                      f"'scores', got {list(row)[:5] if isinstance(row, dict) else type(row).__name__}")
+                                      f"'scores', got {got}")
             sc = row["scores"]
             if not isinstance(sc, dict) or not sc:
                 raise DataFormatError(f"{f}, element {i}, field 'scores': expected a non-empty "
