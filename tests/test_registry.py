@@ -118,3 +118,12 @@ def test_routereval_name(tmp_path):
     assert back.equals(rec)
     assert datasets.load("routereval:toy:val", data_dir=tmp_path).n_prompts == 5
     assert get_spec("routereval:toy").files == ("router_dataset/toy_router_dataset.pkl",)
+
+
+def test_name_wins_over_same_named_folder(isolated, monkeypatch):
+    (isolated / "synthetic").mkdir()
+    assert datasets.load("synthetic").shape == datasets.make_synthetic().shape
+    rec = datasets.make_synthetic(10, 2, seed=0)
+    rec.save(isolated / "synthetic" / "r")
+    assert datasets.load("./synthetic/r").shape == (10, 2)
+    assert datasets.load(isolated / "synthetic" / "r").shape == (10, 2)

@@ -337,7 +337,9 @@ def load(name_or_path, data_dir=None, split: str | None = None, *, download_ok: 
         return name_or_path
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
-    if p.exists():
+    # a registered name wins over a same-named folder in the current directory
+    if p.exists() and (isinstance(name_or_path, os.PathLike) or os.sep in text
+                       or not _is_name(text)):
         rec = read_path(p)
         return _apply_split(rec, split, text)
     key = text
@@ -384,6 +386,15 @@ def load(name_or_path, data_dir=None, split: str | None = None, *, download_ok: 
             ("routereval", "routereval-sample")):
         rec = _apply_split(rec, split, spec.name)
     return rec
+
+
+def _is_name(text: str) -> bool:
+    key = text.split(":", 1)[0] if not text.lower().startswith("routereval:") else text
+    try:
+        get_spec(key)
+        return True
+    except UnknownIdError:
+        return False
 
 
 def _apply_split(rec: PerformanceRecords, split, what) -> PerformanceRecords:
