@@ -129,6 +129,7 @@ class LLMIndex:
             raise ConfigError(f"LLM vectors must be a non-empty 2-D array, got shape {V.shape}")
         if self.normalize:
             V = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+        self.dim_ = V.shape[1]  # before the bias column (vectors may be a plain list)
         self.has_bias_ = bias is not None
         if bias is not None:
             b = np.asarray(bias, dtype=np.float32).reshape(-1)
@@ -136,7 +137,6 @@ class LLMIndex:
                 raise ConfigError(f"bias has {b.shape[0]} values for {V.shape[0]} LLMs")
             V = np.hstack([V, b[:, None]])
         self.vectors_ = np.ascontiguousarray(V)
-        self.dim_ = vectors.shape[1] if hasattr(vectors, "shape") else V.shape[1]
         self.index_ = None
         if self.backend_ == "faiss":
             if self.kind == "flat":
