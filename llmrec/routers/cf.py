@@ -1,0 +1,285 @@
+"""Collaborative-filtering routers through ``implicit``: ALS and BPR.
+
+Prompts are users and LLMs are items. The matrix factorisation is learned on the
+training prompts only; a new prompt (every prompt at serving time) gets its user
+vector from a learned map from prompt features to user factors
+(:mod:`llmrec.routers.coldstart`: ridge, MLP or kNN fold-in). Scores are
+``q . v`` (the implicit-feedback "preference"), and ``recommend`` searches the LLM
+vectors with a FAISS inner-product index.
+
+How observed failures are used:
+
+* ALS (Hu, Koren & Volinsky 2008, as implemented by ``implicit``): a record with
+  score ``s >= success_threshold`` is a success: preference 1 with confidence
+  ``1 + alpha * s``. A record below the threshold is an *observed failure*:
+  preference 0 with confidence ``1 + neg_alpha * (1 - s)``, passed to implicit as a
+  negative value (implicit reads a negative entry ``-c`` as preference 0 with
+  confidence ``c``). Unobserved cells keep implicit's default, preference 0 with
+  confidence 1, so an observed failure weighs more than an unknown cell whenever
+  ``neg_alpha > 0``; ``neg_alpha=0`` makes failures indistinguishable from unknowns.
+* BPR (Rendle et al. 2009): positives are the successes; implicit samples the
+  negative of each triple uniformly from all LLMs the prompt did *not* succeed on
+  (``verify_negative_samples=True``), i.e. from its observed failures and its
+  unobserved cells alike. BPR cannot tell the two apart; on the dense benchmark
+  matrices we route with, almost every non-success is an observed failure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import ConfigError, ModelFormatError
+from .base import Router, register_router
+from .coldstart import FeatureToFactorMap
+
+
+def _fit_quietly(model, matrix):
+    """Fit an implicit model with BLAS limited to one thread (implicit warns otherwise)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, "blas"):
+        model.fit(matrix, show_progress=False)
+
+
+def _to_numpy(a) -> np.ndarray:
+    return np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=np.float32)
+
+
+class _ImplicitMFRouter(Router):
+    """Shared parts of the implicit-based routers (not registered)."""
+
+    factorized = True
+    supports_cold_prompts = True
+    needs_text = True
+    #: user factor columns that are constants (BPR's bias column), set after mapping
+    _const_user_cols: dict[int, float] = {}
+
+    def _make_map(self) -> FeatureToFactorMap:
+        return FeatureToFactorMap(self.user_map, alpha=self.map_alpha, k=self.map_k,
+                                  random_state=self.random_state)
+
+    def _check_common(self):
+        if int(self.factors) < 1:
+            raise ConfigError(f"factors must be >= 1, got {self.factors}")
+        if int(self.iterations) < 1:
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
+        from .coldstart import _check_kind
+        _check_kind(self.user_map)
+
+    def _success(self, records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, scores, is_success) of every observed record."""
+        coo = records.scores.tocoo()
+        s = coo.data.astype(np.float32)
+        ok = s >= self.success_threshold
+        if not ok.any():
+            raise ConfigError(f"{type(self).__name__}: no training record is a success "
+                              f"(score >= success_threshold={self.success_threshold}); "
+                              "lower success_threshold")
+        return coo.row, coo.col, s, ok
+
+    def _fit_map(self, X: np.ndarray, U: np.ndarray, keep: np.ndarray | None = None):
+        keep = np.ones(len(U), bool) if keep is None else keep
+        if not keep.any():
+            raise ConfigError(f"{type(self).__name__}: no training prompt has both a success "
+                              "and a failure, so no prompt factor was learned; give records "
+                              "where LLMs differ")
+        self.user_map_ = self._make_map().fit(X[keep], U[keep])
+
+    def _user_vectors(self, X: np.ndarray) -> np.ndarray:
+        Q = self.user_map_.predict(X)
+        for col, val in self._const_user_cols.items():
+            Q[:, col] = val
+        return Q
+
+    def _vectors(self, X):
+        return self._user_vectors(X), self.item_factors_, None
+
+    def _score(self, X, prompts, n):
+        Q, V, _ = self._vectors(X)
+        return Q @ V.T
+
+    def _get_state(self):
+        return {}, {"item_factors": self.item_factors_,
+                    **self.user_map_.get_arrays("map_")}
+
+    def _set_state(self, state, arrays):
+        if "item_factors" not in arrays:
+            raise ModelFormatError("saved router lacks item_factors; save it again")
+        self.item_factors_ = arrays["item_factors"].astype(np.float32)
+        self.user_map_ = self._make_map().set_arrays(arrays, "map_")
+
+
+@register_router
+class ALSRouter(_ImplicitMFRouter):
+    """Implicit-feedback ALS (``implicit``) with a feature map for cold prompts.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension.
+    regularization : float
+        L2 penalty of the ALS solves.
+    alpha : float
+        Confidence boost of a success: confidence ``1 + alpha * score``.
+    neg_alpha : float or None
+        Confidence boost of an observed failure: confidence
+        ``1 + neg_alpha * (1 - score)`` at preference 0 (unknown cells have
+        confidence 1). ``None`` means the same as ``alpha``.
+    iterations : int
+        ALS sweeps.
+    success_threshold : float
+        A score at or above it is a success (preference 1).
+    user_map : {"ridge", "mlp", "knn"}
+        Map from prompt features to user factors for new prompts.
+    map_alpha : float
+        L2 penalty of the ridge / MLP map.
+    map_k : int
+        Neighbours of the kNN fold-in.
+    random_state : int
+
+    Notes
+    -----
+    New LLMs (:meth:`add_llm`): the probe prompts are placed in factor space by the
+    feature map, and the new LLM's vector is the ALS item step restricted to them,
+    ``v = (Q^T C Q + regularization I)^{-1} Q^T C p`` with the probe outcomes' own
+    preferences ``p`` and confidences ``C``; every other vector stays frozen.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
+    >>> r = ALSRouter(factors=4, iterations=3).fit(rec, encoder="tfidf")
+    >>> r.score(["solve the quadratic equation"]).shape
+    (1, 5)
+    """
+
+    name = "als"
+    supports_new_llms = True
+
+    def __init__(self, factors: int = 32, regularization: float = 0.1, alpha: float = 2.0,
+                 neg_alpha: float | None = None, iterations: int = 15,
+                 success_threshold: float = 0.5, user_map: str = "ridge",
+                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.neg_alpha = neg_alpha
+        self.iterations = iterations
+        self.success_threshold = success_threshold
+        self.user_map = user_map
+        self.map_alpha = map_alpha
+        self.map_k = map_k
+        self.random_state = random_state
+
+    @property
+    def _neg_alpha(self) -> float:
+        return float(self.alpha if self.neg_alpha is None else self.neg_alpha)
+
+    def _confidences(self, s: np.ndarray, success: np.ndarray) -> np.ndarray:
+        """Signed confidences: +c for successes, -c for observed failures."""
+        pos = 1.0 + float(self.alpha) * s
+        neg = 1.0 + self._neg_alpha * (1.0 - s)
+        return np.where(success, pos, -neg).astype(np.float32)
+
+    def _fit(self, records, X, val, X_val):
+        from implicit.cpu.als import AlternatingLeastSquares
+        self._check_common()
+        if self.alpha < 0 or self._neg_alpha < 0:
+            raise ConfigError(f"alpha and neg_alpha must be >= 0, got {self.alpha}, "
+                              f"{self.neg_alpha}")
+        r, c, s, ok = self._success(records)
+        conf = sp.csr_matrix((self._confidences(s, ok), (r, c)), shape=records.shape,
+                             dtype=np.float32)
+        model = AlternatingLeastSquares(factors=int(self.factors),
+                                        regularization=float(self.regularization), alpha=1.0,
+                                        iterations=int(self.iterations), num_threads=1,
+                                        random_state=self.random_state)
+        _fit_quietly(model, conf)
+        U = _to_numpy(model.user_factors)
+        self.item_factors_ = _to_numpy(model.item_factors)
+        self._fit_map(X, U)
+
+    def _add_llm(self, name, X, y, metadata):
+        Q = self._user_vectors(X).astype(np.float64)
+        y = np.asarray(y, dtype=np.float32)
+        ok = y >= self.success_threshold
+        conf = np.abs(self._confidences(y, ok)).astype(np.float64)
+        A = Q.T @ (conf[:, None] * Q) + float(self.regularization) * np.eye(Q.shape[1])
+        b = Q.T @ (conf * ok)
+        v = np.linalg.solve(A, b).astype(np.float32)
+        self.item_factors_ = np.vstack([self.item_factors_, v[None, :]])
+
+
+@register_router
+class BPRRouter(_ImplicitMFRouter):
+    """Bayesian personalised ranking (``implicit``) with a feature map for cold prompts.
+
+    Positives are the successes (score >= ``success_threshold``); negatives are
+    sampled by implicit from the LLMs the prompt did not succeed on. implicit's BPR
+    learns an item bias as the last factor column (users hold a constant 1 there),
+    so ``score = q . v`` includes the bias. Training prompts with no success (or no
+    failure) never enter a triple and are left out of the feature map's fit.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension (implicit adds one bias column).
+    learning_rate, regularization : float
+        SGD step and L2 penalty.
+    iterations : int
+        Epochs.
+    success_threshold : float
+    user_map : {"ridge", "mlp", "knn"}
+    map_alpha : float
+    map_k : int
+    random_state : int
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
+    >>> r = BPRRouter(factors=4, iterations=5).fit(rec, encoder="tfidf")
+    >>> r.recommend(["solve the quadratic equation"], k=2)[0].shape
+    (1, 2)
+    """
+
+    name = "bpr"
+    supports_new_llms = False
+
+    def __init__(self, factors: int = 32, learning_rate: float = 0.05,
+                 regularization: float = 0.01, iterations: int = 100,
+                 success_threshold: float = 0.5, user_map: str = "ridge",
+                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.success_threshold = success_threshold
+        self.user_map = user_map
+        self.map_alpha = map_alpha
+        self.map_k = map_k
+        self.random_state = random_state
+
+    @property
+    def _const_user_cols(self):
+        return {int(self.factors): 1.0}
+
+    def _fit(self, records, X, val, X_val):
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        self._check_common()
+        r, c, s, ok = self._success(records)
+        pos = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (r[ok], c[ok])),
+                            shape=records.shape, dtype=np.float32)
+        model = BayesianPersonalizedRanking(factors=int(self.factors),
+                                            learning_rate=float(self.learning_rate),
+                                            regularization=float(self.regularization),
+                                            iterations=int(self.iterations), num_threads=1,
+                                            verify_negative_samples=True,
+                                            random_state=self.random_state)
+        _fit_quietly(model, pos)
+        U = _to_numpy(model.user_factors)
+        self.item_factors_ = _to_numpy(model.item_factors)
+        n_pos = np.diff(pos.indptr)
+        # prompts with no success, or no failure, never enter a BPR triple: their
+        # factors stay at their random start, so the feature map ignores them
+        self._fit_map(X, U, keep=(n_pos > 0) & (n_pos < records.n_llms))
