@@ -9,3 +9,8 @@ __all__ = ["Router", "make_router", "available_routers", "load_router", "registe
            "OracleMixRouter"]
 from .neural import TextMFRouter, TwoTowerRouter  # noqa: E402  (torch is imported in fit only)
 __all__ += ["TextMFRouter", "TwoTowerRouter"]
+
+from .cf import ALSRouter, BPRRouter  # noqa: E402
+from .lightfm_router import LightFMRouter  # noqa: E402  (lightfm itself is imported at fit)
+
+__all__ += ["ALSRouter", "BPRRouter", "LightFMRouter"]

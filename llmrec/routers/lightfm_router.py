@@ -1,0 +1,237 @@
+"""LightFM hybrid router: prompt features as user features, LLM identity + metadata as item features.
+
+LightFM (Kula 2015) represents a user as the sum of the embeddings of its features,
+weighted by the feature values. Here a prompt's features are its dense embedding
+(encoder output and side features) plus one constant feature, with **no identity
+feature**, so a prompt never seen in training is represented exactly as a training
+prompt is: ``q = x @ E_user``, ``b_user = x @ b_user_feat``. An LLM is its identity
+feature plus, when the LLM table has them, metadata features: ``log1p(params_b)``,
+``log1p(price_input)``, ``log1p(price_output)`` (each divided by its training
+maximum) and a provider one-hot.
+
+Losses:
+
+* ``"logistic"`` (default): every observed record is a label; a success
+  (score >= ``success_threshold``) is +1 and an observed failure is -1 (LightFM's
+  logistic loss reads any value <= 0 as a negative). Unobserved cells are not used.
+* ``"warp"``: the successes are the positives; LightFM samples negatives from all
+  LLMs (failures and unobserved cells alike) until one outranks the positive.
+
+Score of prompt ``p`` on LLM ``j``: ``q_p . v_j + b_j + b_p``. ``_vectors`` returns
+``[q_p, b_p]`` and ``[v_j, 1]`` with bias ``b_j``, so the FAISS search returns the
+same values as :meth:`score`.
+
+New LLMs (:meth:`add_llm`): everything learned stays frozen. The new LLM's
+representation is its metadata features' part (known immediately, zero when the
+table has no metadata) plus a new identity row ``(e, b)``, fitted on the probe
+records by L2-regularised logistic regression with the probe prompts' frozen
+representations as inputs (the LightFM logistic objective restricted to that row,
+solved with L-BFGS instead of SGD).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import ConfigError, ModelFormatError
+from .base import Router, register_router
+
+_NUMERIC_META = ("params_b", "price_input", "price_output")
+INSTALL_HINT = "pip install 'llmrec[lightfm]'"
+
+
+def _import_lightfm():
+    try:
+        from lightfm import LightFM
+    except ImportError:
+        raise ConfigError("the 'lightfm' router needs the LightFM package, which is not "
+                          f"installed; install it with: {INSTALL_HINT}") from None
+    return LightFM
+
+
+@register_router
+class LightFMRouter(Router):
+    """LightFM hybrid matrix factorisation with prompt features as user features.
+
+    Parameters
+    ----------
+    no_components : int
+        Latent dimension.
+    loss : {"logistic", "warp"}
+    learning_rate : float
+        SGD step (adagrad).
+    item_alpha, user_alpha : float
+        L2 penalties on item / user feature parameters.
+    epochs : int
+    success_threshold : float
+        A score at or above it is a success.
+    use_metadata : bool
+        Add the LLM-table metadata features described in the module docstring.
+    new_llm_alpha : float
+        L2 penalty on the identity row fitted by :meth:`add_llm`.
+    random_state : int
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
+    >>> r = LightFMRouter(no_components=4, epochs=3).fit(rec, encoder="tfidf")
+    >>> r.score(["solve the quadratic equation"]).shape
+    (1, 5)
+    """
+
+    name = "lightfm"
+    factorized = True
+    supports_cold_prompts = True
+    supports_new_llms = True
+    needs_text = True
+
+    def __init__(self, no_components: int = 32, loss: str = "logistic",
+                 learning_rate: float = 0.05, item_alpha: float = 1e-6,
+                 user_alpha: float = 1e-6, epochs: int = 20, success_threshold: float = 0.5,
+                 use_metadata: bool = True, new_llm_alpha: float = 1.0, random_state: int = 0):
+        self.no_components = no_components
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.item_alpha = item_alpha
+        self.user_alpha = user_alpha
+        self.epochs = epochs
+        self.success_threshold = success_threshold
+        self.use_metadata = use_metadata
+        self.new_llm_alpha = new_llm_alpha
+        self.random_state = random_state
+
+    # ------------------------------------------------------------ features
+    @staticmethod
+    def _user_features(X: np.ndarray) -> np.ndarray:
+        """Prompt features plus one constant column (a shared user offset)."""
+        return np.hstack([X, np.ones((X.shape[0], 1), np.float32)]).astype(np.float32)
+
+    def _meta_spec(self, llms: pd.DataFrame) -> dict:
+        spec = {"numeric": [], "scale": [], "providers": []}
+        if not self.use_metadata:
+            return spec
+        for col in _NUMERIC_META:
+            if col in llms.columns:
+                v = pd.to_numeric(llms[col], errors="coerce").to_numpy(dtype=np.float64)
+                v = np.log1p(np.clip(v, 0, None))
+                if np.isfinite(v).any() and np.nanmax(v) > 0:
+                    spec["numeric"].append(col)
+                    spec["scale"].append(float(np.nanmax(v)))
+        if "provider" in llms.columns:
+            prov = llms["provider"].dropna().astype(str)
+            spec["providers"] = sorted(set(prov[prov != ""]))
+        return spec
+
+    def _meta_rows(self, rows: list[dict]) -> np.ndarray:
+        spec = self.meta_spec_
+        out = np.zeros((len(rows), len(spec["numeric"]) + len(spec["providers"])), np.float32)
+        for i, row in enumerate(rows):
+            for j, (col, sc) in enumerate(zip(spec["numeric"], spec["scale"])):
+                v = pd.to_numeric(pd.Series([row.get(col)]), errors="coerce").iloc[0]
+                if pd.notna(v):
+                    out[i, j] = np.log1p(max(float(v), 0.0)) / sc
+            p = row.get("provider")
+            if p is not None and str(p) in spec["providers"]:
+                out[i, len(spec["numeric"]) + spec["providers"].index(str(p))] = 1.0
+        return out
+
+    # ----------------------------------------------------------------- fit
+    def _fit(self, records, X, val, X_val):
+        LightFM = _import_lightfm()
+        if self.loss not in ("logistic", "warp"):
+            raise ConfigError(f"loss must be 'logistic' or 'warp', got {self.loss!r}")
+        if int(self.no_components) < 1 or int(self.epochs) < 1:
+            raise ConfigError("no_components and epochs must be >= 1")
+        coo = records.scores.tocoo()
+        ok = coo.data >= self.success_threshold
+        if self.loss == "logistic":
+            lab = np.where(ok, 1.0, -1.0).astype(np.float32)
+            inter = sp.coo_matrix((lab, (coo.row, coo.col)), shape=records.shape)
+        else:
+            if not ok.any():
+                raise ConfigError("loss='warp' needs successes (score >= success_threshold="
+                                  f"{self.success_threshold}); none in the training records")
+            inter = sp.coo_matrix((np.ones(int(ok.sum()), np.float32),
+                                   (coo.row[ok], coo.col[ok])), shape=records.shape)
+        UF = sp.csr_matrix(self._user_features(X))
+        self.meta_spec_ = self._meta_spec(records.llms)
+        meta = self._meta_rows(records.llms.to_dict("records"))
+        n = records.n_llms
+        IF = sp.csr_matrix(np.hstack([np.eye(n, dtype=np.float32), meta]))
+        model = LightFM(no_components=int(self.no_components), loss=self.loss,
+                        learning_rate=float(self.learning_rate),
+                        item_alpha=float(self.item_alpha), user_alpha=float(self.user_alpha),
+                        random_state=self.random_state)
+        model.fit(inter, user_features=UF, item_features=IF, epochs=int(self.epochs),
+                  num_threads=1)
+        self.user_embeddings_ = np.asarray(model.user_embeddings, np.float32)
+        self.user_biases_ = np.asarray(model.user_biases, np.float32)
+        ib, ie = model.get_item_representations(IF)
+        self.item_repr_ = np.asarray(ie, np.float32)
+        self.item_bias_ = np.asarray(ib, np.float32)
+        self.meta_embeddings_ = np.asarray(model.item_embeddings[n:], np.float32)
+        self.meta_biases_ = np.asarray(model.item_biases[n:], np.float32)
+
+    # --------------------------------------------------------------- score
+    def _user_repr(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings, biases) of prompts; equals LightFM's get_user_representations."""
+        F = self._user_features(X)
+        return F @ self.user_embeddings_, F @ self.user_biases_
+
+    def _vectors(self, X):
+        q, bu = self._user_repr(X)
+        Q = np.hstack([q, bu[:, None]]).astype(np.float32)
+        V = np.hstack([self.item_repr_, np.ones((len(self.item_repr_), 1), np.float32)])
+        return Q, V, self.item_bias_
+
+    def _score(self, X, prompts, n):
+        Q, V, b = self._vectors(X)
+        return Q @ V.T + b[None, :]
+
+    # ------------------------------------------------------------ new LLMs
+    def _add_llm(self, name, X, y, metadata):
+        from scipy.optimize import minimize
+        m = self._meta_rows([metadata])[0]
+        v0 = m @ self.meta_embeddings_ if m.size else np.zeros(self.item_repr_.shape[1])
+        b0 = float(m @ self.meta_biases_) if m.size else 0.0
+        q, bu = self._user_repr(X)
+        q = q.astype(np.float64)
+        t = (np.asarray(y) >= self.success_threshold).astype(np.float64)
+        off = q @ v0 + bu + b0
+        lam = float(self.new_llm_alpha)
+        k = q.shape[1]
+
+        def objective(w):
+            e, b = w[:k], w[k]
+            z = off + q @ e + b
+            p = 1.0 / (1.0 + np.exp(-z))
+            loss = np.logaddexp(0.0, z) - t * z
+            g = p - t
+            grad = np.concatenate([q.T @ g + 2 * lam * e, [g.sum() + 2 * lam * b]])
+            return loss.sum() + lam * (e @ e + b * b), grad
+
+        res = minimize(objective, np.zeros(k + 1), jac=True, method="L-BFGS-B")
+        e, b = res.x[:k], res.x[k]
+        self.item_repr_ = np.vstack([self.item_repr_, (v0 + e)[None, :].astype(np.float32)])
+        self.item_bias_ = np.append(self.item_bias_, np.float32(b0 + b))
+
+    # ---------------------------------------------------------- persistence
+    def _get_state(self):
+        arrays = {"user_embeddings": self.user_embeddings_, "user_biases": self.user_biases_,
+                  "item_repr": self.item_repr_, "item_bias": self.item_bias_,
+                  "meta_embeddings": self.meta_embeddings_, "meta_biases": self.meta_biases_}
+        return {"meta_spec": self.meta_spec_}, arrays
+
+    def _set_state(self, state, arrays):
+        try:
+            self.meta_spec_ = {"numeric": list(state["meta_spec"]["numeric"]),
+                               "scale": [float(s) for s in state["meta_spec"]["scale"]],
+                               "providers": list(state["meta_spec"]["providers"])}
+            for key in ("user_embeddings", "user_biases", "item_repr", "item_bias",
+                        "meta_embeddings", "meta_biases"):
+                setattr(self, key + "_", arrays[key].astype(np.float32))
+        except KeyError as e:
+            raise ModelFormatError(f"saved lightfm router lacks {e}; save it again") from None
