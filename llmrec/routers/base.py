@@ -482,6 +482,12 @@ class Router:
                             f"encoder {enc.fingerprint} does not match the one {path} was "
                             f"fitted with ({want}); use that encoder or refit")
                     router.featurizer_.encoder = enc
+                elif want is not None and router.featurizer_.encoder.fingerprint != want:
+                    raise ModelFormatError(
+                        f"{path}: the stored encoder now has fingerprint "
+                        f"{router.featurizer_.encoder.fingerprint}, the router was fitted with "
+                        f"{want} (other weights or settings installed?); restore that "
+                        "encoder or refit")
             router._set_state(man.get("state", {}), arrays)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ModelFormatError):
@@ -521,7 +527,11 @@ def _atomic_replace_dir(tmp: Path, path: Path) -> None:
         if old.exists():
             shutil.rmtree(old)
         path.rename(old)
-        tmp.rename(path)
+        try:
+            tmp.rename(path)
+        except BaseException:  # put the old model back: never leave `path` missing
+            old.rename(path)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(path)
