@@ -175,7 +175,8 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
     feedback_log : path, optional
         Where ``POST /v1/feedback`` appends; default ``<model_dir>/../feedback.jsonl``.
     api_key : str, optional
-        Required ``X-API-Key`` on ``/v1/*``; default env ``LLMREC_API_KEY`` (unset: open).
+        Required ``X-API-Key`` on ``/v1/*``; default env ``LLMREC_API_KEY`` (unset or
+        ``""``: open).
 
     Examples
     --------
@@ -197,7 +198,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
             raise ConfigError(f"{name} must be >= 1, got {v}")
     model_dir = Path(model_dir)
     state = _State(load_router(model_dir), model_dir)
-    key = api_key if api_key is not None else os.environ.get("LLMREC_API_KEY") or None
+    key = (api_key if api_key is not None else os.environ.get("LLMREC_API_KEY")) or None
     fb_log = FeedbackLog(feedback_log if feedback_log is not None
                          else model_dir.resolve().parent / "feedback.jsonl")
     batcher = MicroBatcher(lambda: state.router, batch_window_ms, max_batch)
