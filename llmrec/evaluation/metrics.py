@@ -35,7 +35,7 @@ REFERENCE_SCORES: dict[str, float] = {
 __all__ = [
     "REFERENCE_SCORES", "picked_scores", "softmax_entropy_bits", "entropy_bits",
     "routereval_metrics", "oracle_mix_metrics", "selection_entropy_bits",
-    "success_matrix", "hit_at_k", "recall_at_k", "ndcg_at_k", "mrr", "selection_share",
+    "success_matrix", "hits_per_prompt", "hit_at_k", "recall_at_k", "ndcg_at_k", "mrr", "selection_share",
     "cascade_metrics", "quality_cost_curve", "aiq", "apgr", "bootstrap_ci", "paired_test",
 ]
 
@@ -293,6 +293,24 @@ def _solvable_mean(vals: np.ndarray, solvable: np.ndarray) -> float:
     return float(vals[solvable].mean())
 
 
+def hits_per_prompt(pred_scores, truth, k: int = 1, threshold: float = 0.5,
+                    relative: float | None = None) -> np.ndarray:
+    """Per prompt: 1.0 when its top-k holds a successful LLM, 0.0 if not, NaN when no
+    LLM succeeds on it (for bootstrap CIs of Hit@k).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hits_per_prompt(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([[1.0, 0], [0, 0]]))
+    array([ 1., nan])
+    """
+    t = _truth(truth)
+    S = success_matrix(t, threshold, relative)
+    top = _ranked(pred_scores, t, k)
+    hits = np.take_along_axis(S, top, axis=1).any(axis=1).astype(float)
+    return np.where(S.any(axis=1), hits, np.nan)
+
+
 def hit_at_k(pred_scores, truth, k: int = 1, threshold: float = 0.5,
              relative: float | None = None) -> float:
     """Share of prompts whose top-k contains at least one successful LLM.
@@ -306,11 +324,8 @@ def hit_at_k(pred_scores, truth, k: int = 1, threshold: float = 0.5,
     >>> hit_at_k(np.array([[0.1, 0.9, 0.5], [0.1, 0.9, 0.5]]), truth, k=2)
     0.5
     """
-    t = _truth(truth)
-    S = success_matrix(t, threshold, relative)
-    top = _ranked(pred_scores, t, k)
-    hits = np.take_along_axis(S, top, axis=1).any(axis=1)
-    return _solvable_mean(hits.astype(float), S.any(axis=1))
+    h = hits_per_prompt(pred_scores, truth, k, threshold, relative)
+    return float(np.nanmean(h)) if np.isfinite(h).any() else float("nan")
 
 
 def recall_at_k(pred_scores, truth, k: int = 1, threshold: float = 0.5,

@@ -1,0 +1,544 @@
+"""Evaluation protocols: they drive routers and hand arrays to :mod:`.metrics`.
+
+* :func:`routereval_protocol`: RouterEval's candidate pools (sizes x groups), each
+  router fitted on the training prompts restricted to the pool's LLMs, tuned on the
+  validation prompts, scored on the test prompts; mu, Vr, Vb, Ep per pool and the
+  RouterEval-shaped table (averaged over groups).
+* :func:`cold_prompt_protocol`: every test prompt is unseen; RouterEval and
+  recommendation metrics, cascade, cost curve, bootstrap CIs and a paired test
+  against the best single LLM.
+* :func:`cold_llm_protocol`: held-out LLMs are added from a few probe prompts
+  (``add_llm``) by the routers that can; the others route among the kept LLMs.
+* :func:`scaling_curve`: quality vs pool size, pools of each size drawn at random,
+  with the oracle and random routers as bounds.
+
+Prompts are encoded once per protocol run: the encoder is fitted on the training
+prompts, every prompt of the records is encoded, and the routers share a
+:class:`~llmrec.encoders.precomputed.PrecomputedEncoder` over those vectors.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.records import PerformanceRecords
+from ..errors import ConfigError, DataFormatError, LLMRecError
+from . import metrics as M
+
+__all__ = ["ProtocolResult", "routereval_protocol", "cold_prompt_protocol",
+           "cold_llm_protocol", "scaling_curve", "shared_encoder", "router_specs"]
+
+METRIC_COLUMNS = ("mu", "vr", "vb", "ep")
+
+
+@dataclass
+class ProtocolResult:
+    """What a protocol returns.
+
+    Attributes
+    ----------
+    tidy : pandas.DataFrame
+        One row per (router, setting): every figure the protocol computed.
+    table : pandas.DataFrame
+        The summary table (for RouterEval: mu, Vr, Vb, Ep per router per m,
+        averaged over groups).
+    details : dict
+        Extra arrays: per-LLM selection shares, quality-cost curves, settings.
+    """
+
+    tidy: pd.DataFrame
+    table: pd.DataFrame
+    details: dict = field(default_factory=dict)
+
+    def __iter__(self):  # ``tidy, table = result``
+        return iter((self.tidy, self.table))
+
+
+# --------------------------------------------------------------------- helpers
+def router_specs(routers) -> list[tuple[str, str, dict]]:
+    """Normalise ``routers`` to ``[(label, registry name, params)]``.
+
+    Accepts names, ``(name, params)`` pairs and ``(label, name, params)`` triples.
+
+    Examples
+    --------
+    >>> router_specs(["knn", ("oracle-mix", {"p": 0.5})])
+    [('knn', 'knn', {}), ('oracle-mix(p=0.5)', 'oracle-mix', {'p': 0.5})]
+    """
+    if isinstance(routers, str):
+        routers = [routers]
+    out, seen = [], set()
+    for r in routers:
+        if isinstance(r, str):
+            label, name, params = r, r, {}
+        elif isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[1], dict):
+            name, params = r
+            label = name + ("(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")"
+                            if params else "")
+        elif isinstance(r, (tuple, list)) and len(r) == 3 and isinstance(r[2], dict):
+            label, name, params = r
+        else:
+            raise ConfigError(f"router spec {r!r} not understood; give a name, "
+                              "(name, params) or (label, name, params)")
+        if label in seen:
+            raise ConfigError(f"router {label!r} given twice; give each a distinct label")
+        seen.add(label)
+        out.append((str(label), str(name), dict(params)))
+    if not out:
+        raise ConfigError("no routers given")
+    return out
+
+
+def _any_needs_text(specs) -> bool:
+    from ..routers import ROUTERS, available_routers
+    available_routers()
+    return any(getattr(ROUTERS.get(name), "needs_text", True) for _, name, _ in specs)
+
+
+def shared_encoder(records: PerformanceRecords, train: PerformanceRecords, encoder="tfidf",
+                   show_progress: bool = False):
+    """Encode every prompt of ``records`` once (encoder fitted on ``train``'s prompts).
+
+    Returns a :class:`~llmrec.encoders.precomputed.PrecomputedEncoder` that routers
+    share, or ``None`` when the records carry no prompt text.
+    """
+    if not records.has_text:
+        return None
+    from ..encoders import make_encoder
+    from ..encoders.precomputed import PrecomputedEncoder
+    if isinstance(encoder, PrecomputedEncoder):
+        return encoder
+    enc = make_encoder(encoder)
+    if enc.requires_fit:
+        enc.fit(train.texts)
+    V = enc.encode(records.texts, show_progress=show_progress)
+    return PrecomputedEncoder.from_records_embeddings(records, V)
+
+
+def _make(name: str, params: dict, seed: int):
+    from ..routers import make_router
+    r = make_router(name, **params)
+    names = r._param_names()
+    for p in ("random_state", "seed"):
+        if p in names and p not in params:
+            r.set_params(**{p: seed})
+    return r
+
+
+def _fit_score(name, params, seed, train, val, test, encoder, add=None):
+    """Fit a router, optionally add LLMs, score the test prompts.
+
+    Returns (router, scores aligned to the router's LLM order, seconds).
+    """
+    t0 = time.perf_counter()
+    r = _make(name, params, seed)
+    if r.needs_text and encoder is None:
+        raise DataFormatError(f"router {name!r} needs prompt text, and these records have "
+                              "none; use a router with needs_text=False or add texts")
+    r.fit(train, encoder=encoder, val_records=val, show_progress=False)
+    if add is not None:
+        probe, names = add
+        for n in names:
+            r.add_llm(n, probe)
+    S = r.score(test, show_progress=False)
+    return r, np.asarray(S, dtype=np.float64), time.perf_counter() - t0
+
+
+def _selection_probs(name: str, router, S: np.ndarray, truth: np.ndarray):
+    """The router's own selection distribution where Ep is not the softmax of scores."""
+    if name == "oracle":
+        P = np.zeros_like(truth)
+        P[np.arange(len(S)), np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)] = 1.0
+        return P
+    if name == "oracle-mix":
+        return S  # already the mixture p * onehot + (1 - p) / m
+    return None
+
+
+def _quiet():
+    w = warnings.catch_warnings()
+    w.__enter__()
+    warnings.simplefilter("ignore", RuntimeWarning)
+    return w
+
+
+def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draws=1000,
+                  k: int = 3, threshold: float = 0.5, relative=None) -> dict:
+    """RouterEval metrics (+ CIs, Hit@1/k) of one router on one set of test prompts."""
+    w = _quiet()
+    try:
+        if name == "oracle-mix":
+            m = M.oracle_mix_metrics(truth, router.p, n_draws=n_draws, seed=seed,
+                                     reference=reference)
+        else:
+            m = M.routereval_metrics(S, truth, reference=reference,
+                                     probs=_selection_probs(name, router, S, truth))
+        picks = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
+        per = M.picked_scores(picks, truth)
+        row = {"router": label, **{c: m[c] for c in METRIC_COLUMNS}}
+        if n_boot:
+            ci_mu = M.bootstrap_ci(per, n_boot=n_boot, seed=seed)
+            ci_vb = M.bootstrap_ci(per, n_boot=n_boot, seed=seed, truth=truth)
+            row.update(mu_low=ci_mu["low"], mu_high=ci_mu["high"],
+                       vb_low=ci_vb["low"], vb_high=ci_vb["high"])
+        hits = M.hits_per_prompt(S, truth, k=k, threshold=threshold, relative=relative)
+        row["hit@1"] = M.hit_at_k(S, truth, k=1, threshold=threshold, relative=relative)
+        row[f"hit@{k}"] = float(np.nanmean(hits)) if np.isfinite(hits).any() else np.nan
+        if n_boot and np.isfinite(hits).any():
+            ci = M.bootstrap_ci(hits[np.isfinite(hits)], n_boot=n_boot, seed=seed)
+            row[f"hit@{k}_low"], row[f"hit@{k}_high"] = ci["low"], ci["high"]
+        row["selection_entropy"] = M.selection_entropy_bits(picks, truth.shape[1])
+        return row, picks, per
+    finally:
+        w.__exit__(None, None, None)
+
+
+def _progress(total: int, desc: str, show: bool):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+
+
+def _failed(label: str, e: Exception) -> dict:
+    warnings.warn(f"router {label!r} failed: {e}", stacklevel=3)
+    return {"router": label, "error": f"{type(e).__name__}: {e}"}
+
+
+# ------------------------------------------------------------------ RouterEval
+def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 100, 1000),
+                        groups=("all_strong", "all_weak", "strong_to_weak"), encoder="tfidf",
+                        seed: int = 42, split=None, reference=None, n_boot: int = 200,
+                        n_draws: int = 1000, show_progress: bool = False,
+                        pool_kwargs: dict | None = None) -> ProtocolResult:
+    """RouterEval's protocol on candidate pools of ``sizes`` x ``groups``.
+
+    Parameters
+    ----------
+    records : PerformanceRecords
+    routers : list of names, (name, params) or (label, name, params)
+    sizes, groups
+        Pool sizes (capped at the number of valid LLMs) and candidate groups, see
+        :func:`llmrec.data.pools.candidate_pools` (chosen on the training prompts).
+    encoder : str or Encoder
+        Prompt encoder; prompts are encoded once and shared by every router.
+    seed : int
+        Split, pools, routers' random_state and bootstrap all derive from it.
+    split : Split, optional
+        Default: :func:`llmrec.data.splits.routereval_split` (80/10/10).
+    reference : float or str, optional
+        Reference score for Vr (a number or a key of ``REFERENCE_SCORES``; default:
+        the records' name when it is a key, else Vr is NaN).
+    n_boot : int
+        Bootstrap resamples for the CIs of mu and Vb (0: none).
+
+    Returns
+    -------
+    ProtocolResult
+        ``tidy``: router, m, group, mu, vr, vb, ep, CIs, hit@1, hit@3, ...;
+        ``table``: mu / vr / vb / ep per router (rows) and m (columns), averaged over
+        groups; ``details["pools"]``: the LLM names of every pool.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(200, 8, seed=0)
+    >>> res = routereval_protocol(rec, ["best-single", "oracle"], sizes=(3,),
+    ...                           groups=("all_strong",), n_boot=0)
+    >>> res.tidy[["router", "m", "group"]].values.tolist()
+    [['best-single', 3, 'all_strong'], ['oracle', 3, 'all_strong']]
+    """
+    from ..data.pools import candidate_pools
+    from ..data.splits import routereval_split
+    specs = router_specs(routers)
+    split = routereval_split(records, seed=seed) if split is None else split
+    ref = _default_reference(records, reference)
+    pools = candidate_pools(split.train, sizes=sizes, groups=groups, seed=seed,
+                            **(pool_kwargs or {}))
+    enc = shared_encoder(records, split.train, encoder, show_progress) \
+        if _any_needs_text(specs) else None
+    rows = []
+    n_jobs = sum(len(g) for g in pools.values()) * len(specs)
+    with _progress(n_jobs, "routereval", show_progress) as bar:
+        for m, by_group in pools.items():
+            for group, names in by_group.items():
+                tr = split.train.select_llms(names)
+                va = split.val.select_llms(names) if split.val.n_prompts else None
+                te = split.test.select_llms(names)
+                truth = te.dense().astype(np.float64)
+                for label, name, params in specs:
+                    bar.set_postfix_str(f"m={m} {group} {label}")
+                    try:
+                        r, S, secs = _fit_score(name, params, seed, tr, va, te, enc)
+                        row, _, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
+                                                  n_draws)
+                        row["fit_score_seconds"] = secs
+                    except LLMRecError as e:
+                        row = _failed(label, e)
+                    row.update(m=int(m), group=group, n_test=te.n_prompts)
+                    rows.append(row)
+                    bar.update(1)
+    tidy = _order(pd.DataFrame(rows), ["router", "m", "group"])
+    table = routereval_table(tidy)
+    return ProtocolResult(tidy, table, {"pools": {int(m): g for m, g in pools.items()},
+                                        "reference": ref, "n_train": split.train.n_prompts,
+                                        "n_val": split.val.n_prompts,
+                                        "n_test": split.test.n_prompts})
+
+
+def routereval_table(tidy: pd.DataFrame) -> pd.DataFrame:
+    """RouterEval's layout: one row per router, columns (metric, m), averaged over groups."""
+    cols = [c for c in METRIC_COLUMNS if c in tidy]
+    if tidy.empty or not cols:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(tidy["router"]))
+    t = tidy.groupby(["router", "m"])[cols].mean().unstack("m")
+    return t.reindex(order)
+
+
+def _default_reference(records, reference):
+    if reference is not None:
+        return reference
+    nm = (records.name or "").lower()
+    return nm if nm in M.REFERENCE_SCORES else None
+
+
+def _order(df: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:
+    cols = [c for c in first if c in df] + [c for c in df if c not in first]
+    return df[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- cold prompt
+def cold_prompt_protocol(records: PerformanceRecords, routers, encoder="tfidf", seed: int = 42,
+                         val: float = 0.1, test: float = 0.1, stratify: str | None = "benchmark",
+                         k: int = 3, threshold: float = 0.5, relative: float | None = None,
+                         reference=None, n_boot: int = 200, split=None,
+                         show_progress: bool = False) -> ProtocolResult:
+    """Every router on all LLMs, fitted on train, tuned on val, scored on unseen test prompts.
+
+    Figures per router: mu, Vr, Vb, Ep (with bootstrap CIs of mu and Vb), Hit@1,
+    Hit@k (CI), Recall@k, NDCG@k, MRR, cascade success / calls / cost at k, AIQ of
+    the quality-cost curve when LLM costs are known, the entropy of the picks, and
+    the one-sided p-value of a paired permutation test "router beats best-single"
+    (when ``best-single`` is among the routers).
+
+    ``details``: ``selection_share`` {router: list per LLM}, ``llms``,
+    ``cost_curves`` {router: DataFrame}.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> res = cold_prompt_protocol(make_synthetic(200, 5, seed=0), ["best-single", "oracle"],
+    ...                            n_boot=0)
+    >>> float(res.table.loc["oracle", "hit@1"])
+    1.0
+    """
+    from ..data.splits import cold_prompt_split
+    from ..routers.base import llm_costs
+    specs = router_specs(routers)
+    split = cold_prompt_split(records, val=val, test=test, seed=seed, stratify=stratify) \
+        if split is None else split
+    ref = _default_reference(records, reference)
+    enc = shared_encoder(records, split.train, encoder, show_progress) \
+        if _any_needs_text(specs) else None
+    truth = split.test.dense().astype(np.float64)
+    costs = llm_costs(split.train)
+    va = split.val if split.val.n_prompts else None
+    rows, shares, curves, per_prompt = [], {}, {}, {}
+    with _progress(len(specs), "cold-prompt", show_progress) as bar:
+        for label, name, params in specs:
+            bar.set_postfix_str(label)
+            try:
+                r, S, secs = _fit_score(name, params, seed, split.train, va, split.test, enc)
+                row, picks, per = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
+                                                k=k, threshold=threshold, relative=relative)
+                w = _quiet()
+                try:
+                    row.update(_ranking_metrics(S, truth, k, threshold, relative, costs))
+                finally:
+                    w.__exit__(None, None, None)
+                if costs is not None and name not in ("oracle-mix",):
+                    curve = M.quality_cost_curve(truth, costs, pred_scores=S)
+                    curves[label] = curve
+                    lo, hi = float(np.min(costs)), float(np.max(costs))
+                    row["aiq"] = M.aiq(curve.cost, curve.quality, cost_range=(lo, hi))
+                row["fit_score_seconds"] = secs
+                shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
+                per_prompt[label] = per
+            except LLMRecError as e:
+                row = _failed(label, e)
+            rows.append(row)
+            bar.update(1)
+    tidy = pd.DataFrame(rows)
+    if "best-single" in per_prompt:
+        base = per_prompt["best-single"]
+        tidy["p_vs_best_single"] = [
+            M.paired_test(per_prompt[lb], base, n_resamples=2000, seed=seed)["p_value"]
+            if lb in per_prompt and lb != "best-single" else np.nan for lb in tidy["router"]]
+    tidy = _order(tidy, ["router"])
+    table = tidy.set_index("router")
+    return ProtocolResult(tidy, table, {
+        "selection_share": shares, "llms": split.test.llm_names, "cost_curves": curves,
+        "reference": ref, "n_train": split.train.n_prompts, "n_val": split.val.n_prompts,
+        "n_test": split.test.n_prompts, "k": k, "threshold": threshold,
+        "relative": relative})
+
+
+def _ranking_metrics(S, truth, k, threshold, relative, costs) -> dict:
+    out = {f"recall@{k}": M.recall_at_k(S, truth, k, threshold, relative),
+           f"ndcg@{k}": M.ndcg_at_k(S, truth, k, threshold, relative),
+           "mrr": M.mrr(S, truth, threshold, relative)}
+    c = M.cascade_metrics(S, truth, k, costs=costs, threshold=threshold, relative=relative)
+    out.update({f"cascade@{k}_{key}": v for key, v in c.items()})
+    return out
+
+
+# -------------------------------------------------------------------- cold LLM
+def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_probe: int = 50,
+                      encoder="tfidf", seed: int = 42, test: float = 0.2,
+                      stratify: str | None = "benchmark", reference=None, n_boot: int = 200,
+                      split=None, show_progress: bool = False) -> ProtocolResult:
+    """New LLMs: routers fitted without them, then ``add_llm`` from ``n_probe`` probes.
+
+    Routers that support new LLMs add every held-out LLM from the probe records;
+    the others route among the kept LLMs only (their held-out columns score -inf),
+    which is what they would do in production. Test prompts carry every LLM.
+
+    Extra columns: ``adds_llms`` (whether the router folded the new LLMs in),
+    ``new_llm_share`` (share of test prompts routed to a new LLM) and
+    ``oracle_new_share`` (the same for the oracle's picks).
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> res = cold_llm_protocol(make_synthetic(200, 6, seed=0), ["best-single", "random"],
+    ...                         held_out=2, n_probe=20, n_boot=0)
+    >>> res.table["adds_llms"].tolist()
+    [True, False]
+    """
+    from ..data.splits import cold_llm_split
+    specs = router_specs(routers)
+    s = cold_llm_split(records, held_out=held_out, n_probe=n_probe, seed=seed, test=test,
+                       stratify=stratify) if split is None else split
+    ref = _default_reference(records, reference)
+    enc = shared_encoder(records, s.train, encoder, show_progress) \
+        if _any_needs_text(specs) else None
+    all_names = s.test.llm_names
+    truth = s.test.dense().astype(np.float64)
+    new_mask = np.isin(np.asarray(all_names, dtype=object), s.held_out)
+    oracle_picks = np.argmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
+    rows, shares = [], {}
+    with _progress(len(specs), "cold-llm", show_progress) as bar:
+        for label, name, params in specs:
+            bar.set_postfix_str(label)
+            try:
+                probe_r = _make(name, params, seed)
+                adds = bool(probe_r.supports_new_llms) and not probe_r.needs_truth
+                # bounds (oracle) read the truth of every LLM; the others never see new ones
+                train = records.select_prompts(s.train_idx) if probe_r.needs_truth else s.train
+                r, S_r, secs = _fit_score(name, params, seed, train, None, s.test, enc,
+                                          add=(s.probe, s.held_out) if adds else None)
+                S = np.full(truth.shape, -np.inf)
+                S[:, s.test.llm_index(r.llm_names_)] = S_r
+                row, picks, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot)
+                row.update(adds_llms=adds or probe_r.needs_truth,
+                           new_llm_share=float(new_mask[picks].mean()),
+                           fit_score_seconds=secs)
+                shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
+            except LLMRecError as e:
+                row = _failed(label, e)
+            rows.append(row)
+            bar.update(1)
+    tidy = _order(pd.DataFrame(rows), ["router"])
+    tidy["oracle_new_share"] = float(new_mask[oracle_picks].mean())
+    return ProtocolResult(tidy, tidy.set_index("router"), {
+        "held_out": s.held_out, "kept": s.kept, "n_probe": int(s.probe.n_prompts),
+        "selection_share": shares, "llms": all_names, "reference": ref})
+
+
+# ------------------------------------------------------------------- scaling
+def scaling_curve(records: PerformanceRecords, routers, sizes: Iterable[int] | None = None,
+                  n_repeats: int = 3, encoder="tfidf", seed: int = 42, val: float = 0.1,
+                  test: float = 0.1, stratify: str | None = "benchmark", split=None,
+                  show_progress: bool = False) -> ProtocolResult:
+    """Quality (mu, Vb) against the number of candidate LLMs, with oracle and random bounds.
+
+    For each size m, ``n_repeats`` pools of m LLMs are drawn uniformly at random
+    (``numpy.random.default_rng(seed)``); each router is fitted on the training
+    prompts x pool and scored on the test prompts. ``oracle`` (best LLM per prompt)
+    and ``random`` (expected score of a uniform pick, exact) are always added.
+    RouterEval's observation: the oracle keeps rising with m while learned routers
+    flatten or drop.
+
+    Returns
+    -------
+    ProtocolResult
+        ``tidy``: router, m, repeat, mu, vb; ``table``: mean and std of mu and vb per
+        router and m.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> res = scaling_curve(make_synthetic(150, 5, seed=0), ["best-single"], sizes=[2, 5],
+    ...                     n_repeats=2)
+    >>> sorted(set(res.tidy.router))
+    ['best-single', 'oracle', 'random']
+    """
+    from ..data.splits import cold_prompt_split
+    specs = [s for s in router_specs(routers) if s[1] not in ("oracle", "random")]
+    n = records.n_llms
+    sizes = list(range(2, n + 1)) if sizes is None else sorted({int(x) for x in sizes})
+    if not sizes or sizes[0] < 1 or sizes[-1] > n:
+        raise ConfigError(f"sizes must lie in 1..{n} (the number of LLMs), got {sizes}")
+    if n_repeats < 1:
+        raise ConfigError(f"n_repeats must be >= 1, got {n_repeats}")
+    split = cold_prompt_split(records, val=val, test=test, seed=seed, stratify=stratify) \
+        if split is None else split
+    enc = shared_encoder(records, split.train, encoder, show_progress) \
+        if specs and _any_needs_text(specs) else None
+    rng = np.random.default_rng(seed)
+    truth_all = split.test.dense().astype(np.float64)
+    rows = []
+    va_all = split.val if split.val.n_prompts else None
+    total = sum(1 if m == n else n_repeats for m in sizes) * max(len(specs), 1)
+    w = _quiet()
+    try:
+        with _progress(total, "scaling", show_progress) as bar:
+            for m in sizes:
+                reps = 1 if m == n else n_repeats
+                for rep in range(reps):
+                    cols = np.sort(rng.choice(n, size=m, replace=False))
+                    truth = truth_all[:, cols]
+                    best_col = float(np.nanmax(np.nanmean(truth, axis=0)))
+                    orc = np.nanmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
+                    rnd = np.nanmean(truth, axis=1)
+                    for lab, vals in (("oracle", orc), ("random", rnd)):
+                        mu = float(np.nanmean(vals))
+                        rows.append({"router": lab, "m": m, "repeat": rep, "mu": mu,
+                                     "vb": mu / best_col if best_col > 0 else np.nan})
+                    if not specs:
+                        bar.update(1)
+                    names = [split.train.llm_names[c] for c in cols]
+                    tr = split.train.select_llms(names)
+                    va = va_all.select_llms(names) if va_all is not None else None
+                    te = split.test.select_llms(names)
+                    for label, name, params in specs:
+                        try:
+                            r, S, _ = _fit_score(name, params, seed + rep, tr, va, te, enc)
+                            mm = M.routereval_metrics(S, truth)
+                            rows.append({"router": label, "m": m, "repeat": rep,
+                                         "mu": mm["mu"], "vb": mm["vb"]})
+                        except LLMRecError as e:
+                            rows.append({**_failed(label, e), "m": m, "repeat": rep})
+                        bar.update(1)
+    finally:
+        w.__exit__(None, None, None)
+    tidy = pd.DataFrame(rows)
+    order = list(dict.fromkeys(tidy["router"]))
+    table = (tidy.groupby(["router", "m"])[["mu", "vb"]].agg(["mean", "std"])
+             .reindex(order, level=0))
+    return ProtocolResult(tidy, table, {"sizes": sizes, "n_repeats": n_repeats})
