@@ -92,6 +92,9 @@ def router_specs(routers) -> list[tuple[str, str, dict]]:
         out.append((str(label), str(name), dict(params)))
     if not out:
         raise ConfigError("no routers given")
+    from ..routers import make_router
+    for _, name, params in out:  # unknown names or parameters fail now, not mid-run
+        make_router(name, **params)
     return out
 
 
