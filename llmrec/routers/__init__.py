@@ -7,6 +7,8 @@ from .baselines import BestSingleRouter, OracleMixRouter, OracleRouter, RandomRo
 __all__ = ["Router", "make_router", "available_routers", "load_router", "register_router",
            "ROUTERS", "llm_costs", "RandomRouter", "BestSingleRouter", "OracleRouter",
            "OracleMixRouter"]
+from .classifiers import ClusterRouter, KnnRouter, LinearRouter, MLCRouter, MLPRouter  # noqa
+__all__ += ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter"]
 from .neural import TextMFRouter, TwoTowerRouter  # noqa: E402  (torch is imported in fit only)
 __all__ += ["TextMFRouter", "TwoTowerRouter"]
 

@@ -1,0 +1,708 @@
+"""RouterEval's classifier routers: kNN, linear, MLP, cluster and multi-label.
+
+These are the baselines of RouterEval (arXiv 2503.10657): each learns a map from
+prompt features to per-LLM scores (or success probabilities) and routes each prompt
+to the argmax. Unobserved (prompt, LLM) cells are never read as 0: every router
+masks them out of its loss or its averages.
+
+* :class:`KnnRouter` (``"knn"``, RouterEval's PRknn): mean score of the k nearest
+  training prompts by cosine distance.
+* :class:`LinearRouter` (``"linear"``, LinearR): per-LLM ridge regression.
+* :class:`MLPRouter` (``"mlp"``, MLPR): one multi-output MLP regressor, masked loss.
+* :class:`ClusterRouter` (``"cluster"``, C-RoBERTa's idea): k-means on prompt
+  features, per-(cluster, LLM) mean score.
+* :class:`MLCRouter` (``"mlc"``, RoBERTa-MLC's idea): one logistic head per LLM
+  predicting success.
+
+Routers with something to tune take a grid (``k_grid``, ``alpha_grid``,
+``n_clusters_grid``, ``C_grid``) and pick the value with the best validation mu
+(mean true score of the routed LLM) on ``val_records`` passed to ``fit``; the test
+split is never looked at. Learned arrays are stored in ``router.npz``; scikit-learn
+models are persisted as their arrays and rebuilt, never pickled. LLMs with no
+training record score ``-inf``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..data.records import PerformanceRecords
+from ..errors import ConfigError, ModelFormatError
+from .base import Router, register_router
+
+__all__ = ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter",
+           "validation_mu", "routereval95_labels"]
+
+
+# ------------------------------------------------------------------ helpers
+def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Mean true score of the argmax LLM of each row (RouterEval's mu).
+
+    Parameters
+    ----------
+    scores : ndarray, shape (n, m)
+        Predicted scores; ties go to the lowest LLM index, as in ``recommend``.
+    truth : ndarray, shape (n, m)
+        True scores, NaN where unobserved. Prompts whose routed LLM has no record
+        are left out of the mean.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> validation_mu(np.array([[0.2, 0.9], [0.8, 0.1]]), np.array([[0.0, 1.0], [0.0, 1.0]]))
+    0.5
+    """
+    if scores.shape[0] == 0:
+        return float("nan")
+    key = np.where(np.isnan(scores), -np.inf, scores)
+    pick = np.argmax(key, axis=1)
+    got = truth[np.arange(len(pick)), pick]
+    return float(np.nanmean(got)) if np.isfinite(got).any() else float("nan")
+
+
+def routereval95_labels(dense: np.ndarray, ratio: float = 0.95) -> np.ndarray:
+    """RouterEval's success labels: an LLM is positive on a prompt when its score is
+    at least ``ratio`` times the prompt's best observed score.
+
+    A prompt whose best score is <= 0 (every LLM failed) has no positive. Unobserved
+    cells (NaN) are labelled False; mask them yourself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> routereval95_labels(np.array([[0.5, 0.48, 0.4], [0.0, 0.0, np.nan]]))
+    array([[ True,  True, False],
+           [False, False, False]])
+    """
+    with np.errstate(invalid="ignore"):
+        obs = ~np.isnan(dense)
+        best = np.max(np.where(obs, dense, -np.inf), axis=1, initial=-np.inf)
+        pos = obs & (dense >= ratio * best[:, None]) & (best[:, None] > 0)
+    return pos
+
+
+def _column_means(dense: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Per-LLM mean of observed scores; NaN for an LLM with no record."""
+    cnt = obs.sum(axis=0)
+    s = np.where(obs, dense, 0.0).sum(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+
+def _check_grid(grid, name: str, val, cast=float) -> list | None:
+    if grid is None:
+        return None
+    try:
+        values = [cast(v) for v in grid]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a sequence of numbers, got {grid!r}") from None
+    if not values:
+        raise ConfigError(f"{name} is empty; give at least one value or None")
+    if val is None:
+        raise ConfigError(f"{name} is set, so fit needs val_records to pick the best value "
+                          "on validation mu; pass val_records=... or set it to None")
+    return values
+
+
+def _pick_best(results: dict) -> object:
+    """Grid value with the best validation mu (first one on ties; NaN counts as worst)."""
+    best, best_mu = None, -np.inf
+    for v, mu in results.items():
+        mu = -np.inf if mu is None or np.isnan(mu) else mu
+        if best is None or mu > best_mu:
+            best, best_mu = v, mu
+    return best
+
+
+def _finite_or_neg_inf(S: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(S), -np.inf, S)
+
+
+def _arr(arrays: dict, key: str, router: str) -> np.ndarray:
+    if key not in arrays:
+        raise ModelFormatError(f"{router}: router.npz lacks array {key!r}; save the router "
+                               "again with this llmrec version")
+    return arrays[key]
+
+
+class _TunedRouter(Router):
+    """Shared bookkeeping of the validation search."""
+
+    def _tuning_state(self) -> dict:
+        return {"val_mu": {str(k): v for k, v in getattr(self, "val_mu_", {}).items()}}
+
+    def _set_tuning_state(self, state: dict, cast) -> None:
+        self.val_mu_ = {cast(k): v for k, v in state.get("val_mu", {}).items()}
+
+
+# ---------------------------------------------------------------------- kNN
+@register_router
+class KnnRouter(_TunedRouter):
+    """RouterEval's PRknn: the mean score of the k nearest training prompts.
+
+    The k training prompts closest to a new prompt by cosine distance vote: each
+    LLM's score is the mean of its observed scores on those neighbours (unobserved
+    cells are skipped; when no neighbour has a record of the LLM, its mean training
+    score is used). The prompt goes to the argmax. Neighbours come from
+    :class:`sklearn.neighbors.NearestNeighbors` (``metric="cosine"``, brute force).
+
+    Parameters
+    ----------
+    k : int
+        Number of neighbours (RouterEval: 5). Capped by the number of training prompts.
+    k_grid : sequence of int, optional
+        Values of k to try; the one with the best validation mu on ``val_records``
+        is kept in ``k_`` (and the whole search in ``val_mu_``).
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(60, 4, seed=0)
+    >>> r = KnnRouter(k=5).fit(rec.select_prompts(range(50)))
+    >>> r.score(rec.select_prompts(range(50, 60))).shape
+    (10, 4)
+    """
+
+    name = "knn"
+
+    def __init__(self, k: int = 5, k_grid: Sequence[int] | None = None):
+        self.k = k
+        self.k_grid = k_grid
+
+    def _nn(self):
+        from sklearn.neighbors import NearestNeighbors
+        return NearestNeighbors(metric="cosine", algorithm="brute").fit(self.X_train_)
+
+    def _fit(self, records, X, val, X_val):
+        if int(self.k) < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
+        grid = _check_grid(self.k_grid, "k_grid", val, int)
+        if grid is not None and min(grid) < 1:
+            raise ConfigError(f"k_grid values must be >= 1, got {grid}")
+        self.X_train_ = np.asarray(X, dtype=np.float32)
+        self.obs_ = records.observed_dense()
+        self.Y_ = records.dense(fill=0.0)
+        self.llm_mean_ = _column_means(self.Y_, self.obs_).astype(np.float32)
+        self.nn_ = self._nn()
+        self.k_ = int(self.k)
+        self.val_mu_ = {}
+        if grid is not None:
+            idx = self._neighbours(X_val, max(grid))
+            truth = val.dense()
+            for kk in grid:
+                self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth)
+            self.k_ = int(_pick_best(self.val_mu_))
+
+    def _neighbours(self, X, k):
+        k = min(int(k), self.X_train_.shape[0])
+        return self.nn_.kneighbors(np.asarray(X, dtype=np.float32), n_neighbors=k,
+                                   return_distance=False)
+
+    def _aggregate(self, idx: np.ndarray) -> np.ndarray:
+        n, m = idx.shape[0], self.Y_.shape[1]
+        out = np.empty((n, m), dtype=np.float32)
+        for s in range(0, n, 4096):  # bounded memory: (block, k, m)
+            b = idx[s:s + 4096]
+            cnt = self.obs_[b].sum(axis=1)
+            tot = self.Y_[b].sum(axis=1, dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), self.llm_mean_[None, :])
+            out[s:s + 4096] = mean
+        return _finite_or_neg_inf(out)
+
+    def neighbours(self, prompts, k: int | None = None) -> np.ndarray:
+        """Positions (in the training records) of each prompt's nearest training prompts.
+
+        Examples
+        --------
+        >>> from llmrec.datasets import make_synthetic
+        >>> rec = make_synthetic(30, 3, seed=0)
+        >>> KnnRouter(k=3).fit(rec).neighbours(rec.select_prompts([0])).shape
+        (1, 3)
+        """
+        X = self.features(prompts)
+        if X.shape[0] == 0:
+            return np.zeros((0, min(k or self.k_, self.X_train_.shape[0])), np.int64)
+        return self._neighbours(X, k or self.k_)
+
+    def _score(self, X, prompts, n):
+        return self._aggregate(self._neighbours(X, self.k_))
+
+    def _get_state(self):
+        return ({"k": self.k_, **self._tuning_state()},
+                {"X_train": self.X_train_, "Y": self.Y_, "observed": self.obs_,
+                 "llm_mean": self.llm_mean_})
+
+    def _set_state(self, state, arrays):
+        self.X_train_ = _arr(arrays, "X_train", self.name).astype(np.float32)
+        self.Y_ = _arr(arrays, "Y", self.name).astype(np.float32)
+        self.obs_ = _arr(arrays, "observed", self.name).astype(bool)
+        self.llm_mean_ = _arr(arrays, "llm_mean", self.name).astype(np.float32)
+        if self.Y_.shape != self.obs_.shape or self.Y_.shape[0] != self.X_train_.shape[0]:
+            raise ModelFormatError("knn: stored arrays have inconsistent shapes "
+                                   f"{self.X_train_.shape}, {self.Y_.shape}, {self.obs_.shape}")
+        self.k_ = int(state["k"])
+        self._set_tuning_state(state, int)
+        self.nn_ = self._nn()
+
+
+# ------------------------------------------------------------------- linear
+def _ridge_masked(X, dense, obs, alpha, fit_intercept=True):
+    """Per-LLM ridge on each LLM's observed rows; one multi-output fit when dense."""
+    from sklearn.linear_model import Ridge
+    m, d = dense.shape[1], X.shape[1]
+    coef = np.zeros((m, d), dtype=np.float32)
+    intercept = np.full(m, np.nan, dtype=np.float32)
+    full = obs.all(axis=0)
+    if full.any():
+        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X, dense[:, full])
+        coef[full] = np.atleast_2d(model.coef_)
+        intercept[full] = model.intercept_ if fit_intercept else 0.0
+    for j in np.flatnonzero(~full):
+        rows = obs[:, j]
+        if rows.sum() == 0:
+            continue  # no record: scores -inf
+        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X[rows], dense[rows, j])
+        coef[j] = model.coef_
+        intercept[j] = model.intercept_ if fit_intercept else 0.0
+    return coef, intercept
+
+
+@register_router
+class LinearRouter(_TunedRouter):
+    """RouterEval's LinearR: one linear regression of each LLM's score on the features.
+
+    Each LLM gets a ridge regression (:class:`sklearn.linear_model.Ridge`) fitted on
+    the training prompts where it has a record; LLMs observed on every prompt share
+    one multi-output fit (the same solution, faster). Scores are the predictions;
+    an LLM with no training record scores ``-inf``. RouterEval's code for LinearR is
+    not public in the sources we could read; a small ridge penalty replaces plain
+    least squares, which is unstable when features outnumber prompts
+    (``alpha=0`` gives least squares).
+
+    Parameters
+    ----------
+    alpha : float
+        Ridge penalty.
+    alpha_grid : sequence of float, optional
+        Penalties to try; the best on validation mu is kept in ``alpha_``.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(60, 4, seed=0)
+    >>> LinearRouter(alpha=1.0).fit(rec).coef_.shape[0]
+    4
+    """
+
+    name = "linear"
+    supports_new_llms = True
+
+    def __init__(self, alpha: float = 1.0, alpha_grid: Sequence[float] | None = None):
+        self.alpha = alpha
+        self.alpha_grid = alpha_grid
+
+    def _fit(self, records, X, val, X_val):
+        if float(self.alpha) < 0:
+            raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
+        grid = _check_grid(self.alpha_grid, "alpha_grid", val, float)
+        dense, obs = records.dense(fill=0.0), records.observed_dense()
+        self.val_mu_ = {}
+        self.alpha_ = float(self.alpha)
+        if grid is not None:
+            truth = val.dense()
+            for a in grid:
+                coef, b = _ridge_masked(X, dense, obs, a)
+                self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
+            self.alpha_ = float(_pick_best(self.val_mu_))
+        self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_)
+
+    def _score(self, X, prompts, n):
+        return _finite_or_neg_inf(X @ self.coef_.T + self.intercept_[None, :])
+
+    def _add_llm(self, name, X, y, metadata):
+        coef, b = _ridge_masked(X, y[:, None], np.ones((len(y), 1), bool), self.alpha_)
+        self.coef_ = np.vstack([self.coef_, coef])
+        self.intercept_ = np.append(self.intercept_, b)
+
+    def _get_state(self):
+        return ({"alpha": self.alpha_, **self._tuning_state()},
+                {"coef": self.coef_, "intercept": self.intercept_})
+
+    def _set_state(self, state, arrays):
+        self.coef_ = _arr(arrays, "coef", self.name).astype(np.float32)
+        self.intercept_ = _arr(arrays, "intercept", self.name).astype(np.float32)
+        self.alpha_ = float(state["alpha"])
+        self._set_tuning_state(state, float)
+
+
+# ---------------------------------------------------------------------- MLP
+@register_router
+class MLPRouter(Router):
+    """RouterEval's MLPR: one MLP regressing all LLMs' scores from the features.
+
+    A small torch MLP (ReLU hidden layers, one linear output per LLM) trained with
+    Adam on the mean squared error over *observed* cells only (unobserved cells are
+    masked out of the loss, not filled). Training is seeded and runs on CPU, so a
+    refit gives the same weights. With ``val_records`` the epoch with the best
+    validation mu is kept (early stopping with ``patience``). Scoring is a NumPy
+    forward pass over the stored weights, so a loaded router needs no torch.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int
+    alpha : float
+        L2 weight decay.
+    learning_rate : float
+    max_epochs : int
+    batch_size : int
+    patience : int
+        Epochs without a better validation mu before stopping (with ``val_records``).
+    random_state : int
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(60, 4, seed=0)
+    >>> MLPRouter(hidden_layer_sizes=(8,), max_epochs=2).fit(rec).score(["x"]).shape
+    (1, 4)
+    """
+
+    name = "mlp"
+
+    def __init__(self, hidden_layer_sizes: Sequence[int] = (128,), alpha: float = 1e-4,
+                 learning_rate: float = 1e-3, max_epochs: int = 100, batch_size: int = 256,
+                 patience: int = 10, random_state: int = 0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.random_state = random_state
+
+    def _check_params(self):
+        hs = [int(h) for h in self.hidden_layer_sizes]
+        if any(h < 1 for h in hs):
+            raise ConfigError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}")
+        for p in ("max_epochs", "batch_size", "patience"):
+            if int(getattr(self, p)) < 1:
+                raise ConfigError(f"{p} must be >= 1, got {getattr(self, p)}")
+        if float(self.learning_rate) <= 0 or float(self.alpha) < 0:
+            raise ConfigError("learning_rate must be > 0 and alpha >= 0")
+        return hs
+
+    def _fit(self, records, X, val, X_val):
+        import torch
+        hs = self._check_params()
+        dense, obs = records.dense(fill=0.0), records.observed_dense()
+        mean = _column_means(dense, obs)
+        g = torch.Generator().manual_seed(int(self.random_state))
+        torch.manual_seed(int(self.random_state))
+        sizes = [X.shape[1], *hs, dense.shape[1]]
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        net = torch.nn.Sequential(*layers)
+        with torch.no_grad():  # start from each LLM's mean score
+            net[-1].bias.copy_(torch.as_tensor(np.nan_to_num(mean), dtype=torch.float32))
+        opt = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate),
+                               weight_decay=float(self.alpha))
+        Xt = torch.as_tensor(X, dtype=torch.float32)
+        Yt = torch.as_tensor(dense, dtype=torch.float32)
+        Mt = torch.as_tensor(obs, dtype=torch.float32)
+        n, bs = Xt.shape[0], int(self.batch_size)
+        truth = val.dense() if val is not None else None
+        best_mu, best_state, stale = -np.inf, None, 0
+        self.val_mu_ = {}
+        self.n_epochs_ = 0
+        for epoch in range(int(self.max_epochs)):
+            net.train()
+            perm = torch.randperm(n, generator=g)
+            for s in range(0, n, bs):
+                b = perm[s:s + bs]
+                m = Mt[b]
+                loss = (((net(Xt[b]) - Yt[b]) ** 2) * m).sum() / m.sum().clamp_min(1.0)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            self.n_epochs_ = epoch + 1
+            if truth is not None:
+                self._store(net, mean)
+                mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth)
+                self.val_mu_[epoch + 1] = mu
+                if mu > best_mu:
+                    best_mu, stale = mu, 0
+                    best_state = ([w.copy() for w in self.weights_],
+                                  [b.copy() for b in self.biases_])
+                else:
+                    stale += 1
+                    if stale >= int(self.patience):
+                        break
+        self._store(net, mean)
+        if best_state is not None:
+            self.weights_, self.biases_ = best_state
+            self.best_epoch_ = int(max(self.val_mu_, key=lambda e: (self.val_mu_[e], -e)))
+        else:
+            self.best_epoch_ = self.n_epochs_
+
+    def _store(self, net, mean):
+        lin = [m for m in net if hasattr(m, "weight")]
+        self.weights_ = [m.weight.detach().numpy().T.astype(np.float32).copy() for m in lin]
+        self.biases_ = [m.bias.detach().numpy().astype(np.float32).copy() for m in lin]
+        self.llm_mean_ = np.asarray(mean, dtype=np.float32)
+
+    def _score(self, X, prompts, n):
+        H = np.asarray(X, dtype=np.float32)
+        for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):
+            H = H @ W + b
+            if i < len(self.weights_) - 1:
+                H = np.maximum(H, 0.0)
+        return np.where(np.isnan(self.llm_mean_)[None, :], -np.inf, H)
+
+    def _get_state(self):
+        arrays = {"llm_mean": self.llm_mean_}
+        for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):
+            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+        return ({"n_layers": len(self.weights_), "n_epochs": self.n_epochs_,
+                 "best_epoch": self.best_epoch_,
+                 "val_mu": {str(k): v for k, v in self.val_mu_.items()}}, arrays)
+
+    def _set_state(self, state, arrays):
+        L = int(state["n_layers"])
+        self.weights_ = [_arr(arrays, f"W{i}", self.name).astype(np.float32) for i in range(L)]
+        self.biases_ = [_arr(arrays, f"b{i}", self.name).astype(np.float32) for i in range(L)]
+        self.llm_mean_ = _arr(arrays, "llm_mean", self.name).astype(np.float32)
+        self.n_epochs_ = int(state.get("n_epochs", 0))
+        self.best_epoch_ = int(state.get("best_epoch", self.n_epochs_))
+        self.val_mu_ = {int(k): v for k, v in state.get("val_mu", {}).items()}
+
+
+# ------------------------------------------------------------------ cluster
+@register_router
+class ClusterRouter(_TunedRouter):
+    """C-RoBERTa's idea on our encoder: k-means clusters, best LLM per cluster.
+
+    Training prompts are clustered with :class:`sklearn.cluster.KMeans` (seeded);
+    each (cluster, LLM) gets the mean of the LLM's observed scores on the cluster's
+    prompts (an LLM with no record in a cluster falls back to its overall mean). A
+    new prompt joins its nearest centre and takes that cluster's per-LLM means as
+    scores, so it is routed to the cluster's best LLM.
+
+    Parameters
+    ----------
+    n_clusters : int
+    n_clusters_grid : sequence of int, optional
+        Cluster counts to try; the best on validation mu is kept in ``n_clusters_``.
+    random_state : int
+    n_init : int
+        K-means restarts.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(60, 4, seed=0)
+    >>> ClusterRouter(n_clusters=3).fit(rec).cluster_scores_.shape
+    (3, 4)
+    """
+
+    name = "cluster"
+
+    def __init__(self, n_clusters: int = 8, n_clusters_grid: Sequence[int] | None = None,
+                 random_state: int = 0, n_init: int = 10):
+        self.n_clusters = n_clusters
+        self.n_clusters_grid = n_clusters_grid
+        self.random_state = random_state
+        self.n_init = n_init
+
+    def _fit_one(self, X, dense, obs, n_clusters):
+        from sklearn.cluster import KMeans
+        if n_clusters < 1:
+            raise ConfigError(f"n_clusters must be >= 1, got {n_clusters}")
+        if n_clusters > X.shape[0]:
+            raise ConfigError(f"n_clusters={n_clusters} exceeds the {X.shape[0]} training "
+                              "prompts; lower n_clusters")
+        km = KMeans(n_clusters=n_clusters, random_state=int(self.random_state),
+                    n_init=int(self.n_init)).fit(X)
+        lab = km.labels_
+        onehot = np.zeros((X.shape[0], n_clusters), dtype=np.float64)
+        onehot[np.arange(X.shape[0]), lab] = 1.0
+        cnt = onehot.T @ obs.astype(np.float64)
+        tot = onehot.T @ np.where(obs, dense, 0.0)
+        glob = _column_means(dense, obs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cs = np.where(cnt > 0, tot / np.maximum(cnt, 1), glob[None, :])
+        return km.cluster_centers_.astype(np.float32), _finite_or_neg_inf(cs).astype(np.float32)
+
+    def _fit(self, records, X, val, X_val):
+        grid = _check_grid(self.n_clusters_grid, "n_clusters_grid", val, int)
+        dense, obs = records.dense(fill=0.0), records.observed_dense()
+        self.val_mu_ = {}
+        self.n_clusters_ = int(self.n_clusters)
+        if grid is not None:
+            truth = val.dense()
+            for c in grid:
+                centres, cs = self._fit_one(X, dense, obs, c)
+                self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth)
+            self.n_clusters_ = int(_pick_best(self.val_mu_))
+        self.cluster_centers_, self.cluster_scores_ = self._fit_one(X, dense, obs,
+                                                                    self.n_clusters_)
+
+    @staticmethod
+    def _assign(X, centres):
+        from sklearn.metrics import pairwise_distances_argmin
+        return pairwise_distances_argmin(np.asarray(X, dtype=np.float32), centres)
+
+    def predict_cluster(self, prompts) -> np.ndarray:
+        """Cluster index of each prompt (nearest centre, Euclidean as in k-means).
+
+        Examples
+        --------
+        >>> from llmrec.datasets import make_synthetic
+        >>> rec = make_synthetic(60, 4, seed=0)
+        >>> ClusterRouter(n_clusters=3).fit(rec).predict_cluster(["x"]).shape
+        (1,)
+        """
+        X = self.features(prompts)
+        if X.shape[0] == 0:
+            return np.zeros(0, np.int64)
+        return self._assign(X, self.cluster_centers_)
+
+    def _score(self, X, prompts, n):
+        return self.cluster_scores_[self._assign(X, self.cluster_centers_)]
+
+    def _get_state(self):
+        return ({"n_clusters": self.n_clusters_, **self._tuning_state()},
+                {"centers": self.cluster_centers_, "cluster_scores": self.cluster_scores_})
+
+    def _set_state(self, state, arrays):
+        self.cluster_centers_ = _arr(arrays, "centers", self.name).astype(np.float32)
+        self.cluster_scores_ = _arr(arrays, "cluster_scores", self.name).astype(np.float32)
+        if self.cluster_centers_.shape[0] != self.cluster_scores_.shape[0]:
+            raise ModelFormatError("cluster: centres and cluster scores disagree in length")
+        self.n_clusters_ = int(state["n_clusters"])
+        self._set_tuning_state(state, int)
+
+
+# ---------------------------------------------------------------------- MLC
+@register_router
+class MLCRouter(_TunedRouter):
+    """Multi-label classifier: one logistic-regression head per LLM predicting success.
+
+    Labels come from the scores: ``label_rule="threshold"`` marks a record positive
+    when its score is ``>= threshold``; ``label_rule="routereval95"`` uses RouterEval's
+    rule (an LLM is positive on a prompt when its score is at least 95% of the
+    prompt's best observed score; a prompt nobody solved has no positive), which
+    also suits continuous scores. Each head is a
+    :class:`sklearn.linear_model.LogisticRegression` fitted on the prompts where
+    the LLM has a record; the score is the predicted probability. A head whose
+    training labels are all one class predicts a constant,
+    ``sigmoid(log((pos + 0.5) / (neg + 0.5)))``.
+
+    Parameters
+    ----------
+    label_rule : {"threshold", "routereval95"}
+    threshold : float
+        Success threshold of ``label_rule="threshold"``.
+    C : float
+        Inverse L2 strength of the logistic heads.
+    C_grid : sequence of float, optional
+        Values of C to try; the best on validation mu is kept in ``C_``.
+    max_iter : int
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(60, 4, seed=0)
+    >>> S = MLCRouter(label_rule="routereval95").fit(rec).score(["x"])
+    >>> bool(((S >= 0) & (S <= 1)).all())
+    True
+    """
+
+    name = "mlc"
+    LABEL_RULES = ("threshold", "routereval95")
+
+    def __init__(self, label_rule: str = "threshold", threshold: float = 0.5, C: float = 1.0,
+                 C_grid: Sequence[float] | None = None, max_iter: int = 1000):
+        self.label_rule = label_rule
+        self.threshold = threshold
+        self.C = C
+        self.C_grid = C_grid
+        self.max_iter = max_iter
+
+    def labels(self, records: PerformanceRecords) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, observed mask) that the heads are trained on.
+
+        Examples
+        --------
+        >>> from llmrec.datasets import make_synthetic
+        >>> y, obs = MLCRouter().labels(make_synthetic(10, 3, seed=0))
+        >>> y.shape, y.dtype
+        ((10, 3), dtype('bool'))
+        """
+        if self.label_rule not in self.LABEL_RULES:
+            raise ConfigError(f"label_rule must be one of {self.LABEL_RULES}, got "
+                              f"{self.label_rule!r}")
+        dense, obs = records.dense(), records.observed_dense()
+        if self.label_rule == "routereval95":
+            y = routereval95_labels(dense)
+        else:
+            with np.errstate(invalid="ignore"):
+                y = obs & (dense >= float(self.threshold))
+        return y, obs
+
+    def _fit_heads(self, X, y, obs, C):
+        from sklearn.linear_model import LogisticRegression
+        if C <= 0:
+            raise ConfigError(f"C must be > 0, got {C}")
+        m, d = y.shape[1], X.shape[1]
+        coef = np.zeros((m, d), dtype=np.float32)
+        intercept = np.full(m, np.nan, dtype=np.float32)
+        for j in range(m):
+            rows = obs[:, j]
+            if not rows.any():
+                continue
+            yj = y[rows, j]
+            pos = int(yj.sum())
+            if pos == 0 or pos == len(yj):
+                intercept[j] = np.log((pos + 0.5) / (len(yj) - pos + 0.5))
+                continue
+            clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(X[rows], yj)
+            coef[j] = clf.coef_[0]
+            intercept[j] = clf.intercept_[0]
+        return coef, intercept
+
+    @staticmethod
+    def _proba(X, coef, intercept):
+        from scipy.special import expit
+        return _finite_or_neg_inf(expit(X @ coef.T + intercept[None, :]))
+
+    def _fit(self, records, X, val, X_val):
+        grid = _check_grid(self.C_grid, "C_grid", val, float)
+        y, obs = self.labels(records)
+        self.val_mu_ = {}
+        self.C_ = float(self.C)
+        if grid is not None:
+            truth = val.dense()
+            for c in grid:
+                coef, b = self._fit_heads(X, y, obs, c)
+                self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth)
+            self.C_ = float(_pick_best(self.val_mu_))
+        self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_)
+
+    def _score(self, X, prompts, n):
+        return self._proba(X, self.coef_, self.intercept_)
+
+    def _get_state(self):
+        return ({"C": self.C_, **self._tuning_state()},
+                {"coef": self.coef_, "intercept": self.intercept_})
+
+    def _set_state(self, state, arrays):
+        self.coef_ = _arr(arrays, "coef", self.name).astype(np.float32)
+        self.intercept_ = _arr(arrays, "intercept", self.name).astype(np.float32)
+        self.C_ = float(state["C"])
+        self._set_tuning_state(state, float)
