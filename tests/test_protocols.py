@@ -141,3 +141,34 @@ def test_router_specs_and_no_text():
         res = cold_prompt_protocol(notext, ["best-single", "knn"], n_boot=0)
     assert "needs prompt text" in res.table.loc["knn", "error"]
     assert np.isfinite(res.table.loc["best-single", "mu"])
+
+
+def test_real_data_routereval_bounds(shared_data):
+    """EmbedLLM sample (1,000 MMLU prompts x 24 LLMs, no text): bounds on RouterEval pools."""
+    from llmrec.datasets import load
+    rec = load(shared_data / "llm2vec" / "triple_correctness.csv")
+    assert rec.shape == (1000, 24)
+    res = routereval_protocol(rec, ["best-single", "random", "oracle",
+                                    ("oracle-mix", {"p": 0.5})], sizes=(3, 10),
+                              n_boot=0, n_draws=200, seed=42, reference="mmlu")
+    for _, g in res.tidy.groupby(["m", "group"]):
+        g = g.set_index("router")
+        assert g.loc["random", "mu"] < g.loc["oracle-mix(p=0.5)", "mu"] < g.loc["oracle", "mu"]
+        assert g.loc["best-single", "mu"] <= g.loc["oracle", "mu"]
+    assert res.table.loc["oracle", ("vr", 10)] == pytest.approx(
+        res.table.loc["oracle", ("mu", 10)] / 0.864)
+
+
+def test_real_data_apgr_routellm(shared_data):
+    """RouteLLM GSM8K (Mixtral vs GPT-4): an oracle router recovers the gap fastest."""
+    from llmrec.datasets import load
+    from llmrec.evaluation.metrics import apgr
+    rec = load(shared_data / "routellm" / "gsm8k_gsm8k_responses.csv")
+    T = rec.dense()
+    T = T[~np.isnan(T).any(axis=1)]
+    strong = int(np.argmax(T.mean(axis=0)))
+    s, w = T[:, strong], T[:, 1 - strong]
+    orc = apgr(s - w, s, w)
+    rnd = apgr(np.random.default_rng(0).random(len(s)), s, w)
+    assert orc["apgr"] > 0.9 and orc["cpt50"] < 0.5 * rnd["cpt50"]
+    assert abs(rnd["apgr"] - 0.55) < 0.1  # random: PGR(f) ~ f, mean over 0.1..1 = 0.55
