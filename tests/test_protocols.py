@@ -58,6 +58,10 @@ def test_routereval_bounds(re_result):
         assert g.loc["oracle-mix(p=0.5)", "ep"] == pytest.approx(
             -(0.5 + 0.5 / m) * np.log2(0.5 + 0.5 / m) - (m - 1) * (0.5 / m) * np.log2(0.5 / m))
         assert g.loc["oracle-mix(p=0.5)", "mu"] <= g.loc["oracle", "mu"]
+        # its CI is over the expected score per prompt, p * best + (1 - p) * row mean
+        mix = g.loc["oracle-mix(p=0.5)"]
+        assert mix["mu_low"] - 0.02 <= mix["mu"] <= mix["mu_high"] + 0.02
+        assert np.isnan(mix["hit@1"])
         assert g.loc["best-single", "mu_low"] <= g.loc["best-single", "mu"] \
             <= g.loc["best-single", "mu_high"]
 

@@ -183,13 +183,21 @@ def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draw
             m = M.routereval_metrics(S, truth, reference=reference,
                                      probs=_selection_probs(name, router, S, truth))
         picks = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
-        per = M.picked_scores(picks, truth)
         row = {"router": label, **{c: m[c] for c in METRIC_COLUMNS}}
+        stochastic = name == "oracle-mix"
+        if stochastic:  # expected score per prompt: p * oracle + (1 - p) * mean of the row
+            best = np.nanmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
+            per = router.p * best + (1 - router.p) * np.nanmean(truth, axis=1)
+        else:
+            per = M.picked_scores(picks, truth)
         if n_boot:
             ci_mu = M.bootstrap_ci(per, n_boot=n_boot, seed=seed)
             ci_vb = M.bootstrap_ci(per, n_boot=n_boot, seed=seed, truth=truth)
             row.update(mu_low=ci_mu["low"], mu_high=ci_mu["high"],
                        vb_low=ci_vb["low"], vb_high=ci_vb["high"])
+        if stochastic:  # no single ranking: ranking figures do not apply
+            row.update({"hit@1": np.nan, f"hit@{k}": np.nan, "selection_entropy": np.nan})
+            return row, picks, per
         hits = M.hits_per_prompt(S, truth, k=k, threshold=threshold, relative=relative)
         row["hit@1"] = M.hit_at_k(S, truth, k=1, threshold=threshold, relative=relative)
         row[f"hit@{k}"] = float(np.nanmean(hits)) if np.isfinite(hits).any() else np.nan
@@ -264,7 +272,7 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                             **(pool_kwargs or {}))
     enc = shared_encoder(records, split.train, encoder, show_progress) \
         if _any_needs_text(specs) else None
-    rows = []
+    rows, done = [], {}
     n_jobs = sum(len(g) for g in pools.values()) * len(specs)
     with _progress(n_jobs, "routereval", show_progress) as bar:
         for m, by_group in pools.items():
@@ -275,6 +283,11 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                 truth = te.dense().astype(np.float64)
                 for label, name, params in specs:
                     bar.set_postfix_str(f"m={m} {group} {label}")
+                    key = (label, tuple(sorted(names)))
+                    if key in done:  # e.g. every group is "all LLMs" once m caps
+                        rows.append({**done[key], "group": group})
+                        bar.update(1)
+                        continue
                     try:
                         r, S, secs = _fit_score(name, params, seed, tr, va, te, enc)
                         row, _, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
@@ -283,6 +296,7 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                     except LLMRecError as e:
                         row = _failed(label, e)
                     row.update(m=int(m), group=group, n_test=te.n_prompts)
+                    done[key] = row
                     rows.append(row)
                     bar.update(1)
     tidy = _order(pd.DataFrame(rows), ["router", "m", "group"])
@@ -359,18 +373,20 @@ def cold_prompt_protocol(records: PerformanceRecords, routers, encoder="tfidf", 
                 r, S, secs = _fit_score(name, params, seed, split.train, va, split.test, enc)
                 row, picks, per = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
                                                 k=k, threshold=threshold, relative=relative)
-                w = _quiet()
-                try:
-                    row.update(_ranking_metrics(S, truth, k, threshold, relative, costs))
-                finally:
-                    w.__exit__(None, None, None)
+                if name != "oracle-mix":
+                    w = _quiet()
+                    try:
+                        row.update(_ranking_metrics(S, truth, k, threshold, relative, costs))
+                    finally:
+                        w.__exit__(None, None, None)
                 if costs is not None and name not in ("oracle-mix",):
                     curve = M.quality_cost_curve(truth, costs, pred_scores=S)
                     curves[label] = curve
                     lo, hi = float(np.min(costs)), float(np.max(costs))
                     row["aiq"] = M.aiq(curve.cost, curve.quality, cost_range=(lo, hi))
                 row["fit_score_seconds"] = secs
-                shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
+                shares[label] = (S.mean(axis=0).tolist() if name == "oracle-mix" else
+                                  M.selection_share(picks, truth.shape[1]).tolist())
                 per_prompt[label] = per
             except LLMRecError as e:
                 row = _failed(label, e)
