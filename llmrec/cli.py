@@ -125,6 +125,31 @@ def _records_from_table(df, source: str, prompts=None, llms=None):
                                         name=Path(source).stem)
 
 
+def _attach_text(rec, path: Path):
+    """Prompt text/benchmark/category from a single long table's own columns, when the
+    reader left them out (the long-table reader takes text only from a prompts file)."""
+    import pandas as pd
+    from .data.records import PerformanceRecords
+    if path.suffix.lower() not in (".csv", ".parquet", ".jsonl", ".ndjson"):
+        return rec
+    try:
+        df = _read_table(path)
+    except DataFormatError:
+        return rec
+    if "text" not in df.columns or "prompt_id" not in df.columns:
+        return rec
+    df = df.assign(prompt_id=df["prompt_id"].astype(str)).drop_duplicates("prompt_id")
+    df = df.set_index("prompt_id")
+    prompts = rec.prompts.copy()
+    for col in ("text", "benchmark", "category"):
+        if col in df.columns:
+            vals = df[col].reindex(prompts["prompt_id"].astype(str)).to_numpy()
+            empty = prompts[col].isna() | (prompts[col].astype(str) == "")
+            prompts[col] = prompts[col].where(~empty, pd.Series(vals, index=prompts.index))
+    return PerformanceRecords(rec.scores, prompts, rec.llms, observed=rec.observed,
+                              cost=rec.cost, score_range=rec.score_range, name=rec.name)
+
+
 def load_data(spec: str):
     """Records from a dataset name or a path (what ``--data`` and ``data info`` accept).
 
@@ -142,7 +167,10 @@ def load_data(spec: str):
     except ImportError:
         ds_load = None
     if ds_load is not None:
-        return ds_load(spec)
+        rec = ds_load(spec)
+        if not rec.has_text and Path(spec).is_file():
+            rec = _attach_text(rec, Path(spec))
+        return rec
     if spec == "synthetic":
         from .datasets import make_synthetic
         return make_synthetic()
@@ -176,6 +204,10 @@ def _load_model(model: Path):
 
 # ------------------------------------------------------------------------ data
 @data_app.command("info", help="Summarise records: size, density, scores, per-LLM means.\n\n"
+                  "SOURCE is a dataset name (synthetic, mmlu-pro, ...) or a path: a long "
+                  "CSV/parquet/JSONL table (prompt_id, llm, score[, text, ...]), a directory "
+                  "with records.csv (+ prompts.csv, llms.csv), a saved records directory, "
+                  "a service feedback log, or any format llmrec.datasets reads.\n\n"
                   "Examples:\n\n  llmrec data info synthetic\n\n"
                   "  llmrec data info records.csv")
 def data_info(source: str = typer.Argument(..., help="dataset name or path")):
@@ -227,32 +259,31 @@ def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
 
 # ---------------------------------------------------------------------- encode
 @app.command(help="Encode the prompt texts of records into a float32 .npy array.\n\n"
-             "Rows follow the records' prompt order; OUT.ids.txt lists the prompt ids.\n\n"
-             "Examples:\n\n  llmrec encode synthetic --encoder tfidf --out emb.npy")
+             "Rows follow the records' prompt order; a sidecar OUT-stem.ids.json lists the "
+             "prompt ids (and texts) and the encoder fingerprint, so the vectors can be "
+             "served by a PrecomputedEncoder.\n\n"
+             "Examples:\n\n  llmrec encode synthetic --encoder tfidf --out emb.npy\n\n"
+             "  llmrec encode mmlu-pro --encoder minilm --out mmlu.npy --cache-dir .emb")
 def encode(source: str = typer.Argument(..., help="dataset name or path"),
            encoder: str = typer.Option("tfidf", "--encoder", help="tfidf|minilm|<model path>"),
-           out: Path = typer.Option(..., "--out", help="output .npy file")):
-    import numpy as np
+           out: Path = typer.Option(..., "--out", help="output .npy file"),
+           encoder_param: List[str] = typer.Option([], "--encoder-param",
+                                                   help="encoder setting key=value"),
+           cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
+                                                    help="on-disk embedding cache")):
+    from .encoders import encode_records, make_encoder
+    try:
+        enc = make_encoder(encoder, **_parse_params(encoder_param, "--encoder-param"))
+    except TypeError as e:
+        raise ConfigError(f"--encoder-param: {e}") from None
     rec = load_data(source)
     if not rec.has_text:
         raise DataFormatError(f"{source}: the records carry no prompt text to encode")
-    try:
-        from .encoders import encode_records
-    except ImportError:
-        encode_records = None
-    if encode_records is not None:
-        X = encode_records(rec, encoder=encoder, show_progress=_progress())
-    else:
-        from .encoders import make_encoder
-        enc = make_encoder(encoder)
-        if enc.requires_fit:
-            enc.fit(rec.texts)
-        X = enc.encode(rec.texts, show_progress=_progress())
-    X = np.asarray(X, dtype=np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, X)
-    Path(str(out) + ".ids.txt").write_text("\n".join(map(str, rec.prompt_ids)) + "\n")
-    _echo(f"wrote {X.shape[0]} x {X.shape[1]} embeddings to {out}")
+    res = encode_records(rec, encoder=enc, out_path=out, cache_dir=cache_dir,
+                         show_progress=_progress())
+    _echo(f"wrote {res['n']} x {res['dim']} embeddings to {res['npy']} (ids: {res['ids']}; "
+          f"encoder {res['encoder']})")
 
 
 # ------------------------------------------------------------------------- fit
@@ -270,16 +301,25 @@ def encode(source: str = typer.Argument(..., help="dataset name or path"),
 def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path (repeatable)"),
         router: Optional[str] = typer.Option(None, "--router", help="router registry name"),
         param: List[str] = typer.Option([], "--param", help="router parameter key=value"),
-        encoder: Optional[str] = typer.Option(None, "--encoder", help="tfidf|minilm"),
+        encoder: Optional[str] = typer.Option(None, "--encoder", help="tfidf|minilm|<path>"),
+        encoder_param: List[str] = typer.Option([], "--encoder-param",
+                                                help="encoder setting key=value, e.g. dim=64"),
+        side_feature: List[str] = typer.Option([], "--side-feature",
+                                               help="benchmark|category|length (repeatable)"),
         out: Path = typer.Option(..., "--out", help="model directory to write"),
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
                                                   help="saved model to start from")):
     from .data.records import PerformanceRecords
     from .routers import available_routers, make_router
     params = _parse_params(param)
+    enc_params = _parse_params(encoder_param, "--encoder-param")
+    if enc_params and encoder is None:
+        encoder = "tfidf"
+    side = list(side_feature)
     parts = [load_data(d) for d in data]
     data_specs = [_data_spec(d) for d in data]
     how = "fit"
+    enc_obj = None
     if warm_start is not None:
         old = _load_model(warm_start)
         if router is not None and router != old.name:
@@ -312,20 +352,32 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             data_specs = [s for s in old_specs if s not in data_specs] + data_specs
             how = "refit (warm start)"
             if encoder is None and old.featurizer_ is not None:
-                encoder = old.featurizer_.encoder.get_config().get("type")
+                # same encoder settings as before, refitted on the combined prompts
+                from .encoders import encoder_from_state
+                cfg = old.featurizer_.encoder.get_config()
+                encoder = cfg.get("type")
+                enc_obj = encoder_from_state(cfg, {})
+                side = side or list(old.featurizer_.side_features)
     if router is None:
         raise ConfigError(f"--router is required (available: {', '.join(available_routers())})")
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
     if how != "partial_fit":
         r = make_router(router, **params)
-        kw = {"show_progress": _progress()}
-        if encoder is not None:
-            kw["encoder"] = encoder
+        kw = {"show_progress": _progress(), "side_features": side}
+        if enc_obj is not None:
+            kw["encoder"] = enc_obj
+        elif encoder is not None:
+            from .encoders import make_encoder
+            try:
+                kw["encoder"] = make_encoder(encoder, **enc_params)
+            except TypeError as e:
+                raise ConfigError(f"--encoder-param: {e}") from None
         r.fit(train, **kw)
     r.save(out)
     (out / "fit_info.json").write_text(json.dumps(
         {"data": data_specs, "router": router, "params": _jsonable(params),
-         "encoder": encoder, "how": how, "warm_start": str(warm_start) if warm_start else None,
+         "encoder": encoder, "encoder_params": _jsonable(enc_params), "side_features": side,
+         "how": how, "warm_start": str(warm_start) if warm_start else None,
          "n_prompts": train.n_prompts, "n_llms": train.n_llms,
          "n_observed": train.n_observed}, indent=2))
     _echo(f"{how}: {router} on {train.n_prompts} prompts x {train.n_llms} LLMs "
