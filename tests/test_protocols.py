@@ -176,3 +176,13 @@ def test_real_data_apgr_routellm(shared_data):
     rnd = apgr(np.random.default_rng(0).random(len(s)), s, w)
     assert orc["apgr"] > 0.9 and orc["cpt50"] < 0.5 * rnd["cpt50"]
     assert abs(rnd["apgr"] - 0.55) < 0.1  # random: PGR(f) ~ f, mean over 0.1..1 = 0.55
+
+
+def test_cold_prompt_two_llms_apgr():
+    rec = make_synthetic(300, 2, n_topics=3, seed=5, topic_spread=2.5)
+    res = cold_prompt_protocol(rec, ["best-single", "knn", "oracle"], encoder=enc(),
+                               n_boot=0, test=0.3)
+    t = res.table
+    assert {"apgr", "cpt50", "cpt80"} <= set(t.columns)
+    assert t.loc["oracle", "apgr"] >= t.loc["best-single", "apgr"]
+    assert t.loc["oracle", "cpt50"] <= t.loc["best-single", "cpt50"]

@@ -339,7 +339,9 @@ def cold_prompt_protocol(records: PerformanceRecords, routers, encoder="tfidf", 
 
     Figures per router: mu, Vr, Vb, Ep (with bootstrap CIs of mu and Vb), Hit@1,
     Hit@k (CI), Recall@k, NDCG@k, MRR, cascade success / calls / cost at k, AIQ of
-    the quality-cost curve when LLM costs are known, the entropy of the picks, and
+    the quality-cost curve when LLM costs are known, APGR / CPT(50%) / CPT(80%) when
+    there are exactly two LLMs (RouteLLM's strong / weak setting; the router's
+    preference for the strong one is its score difference), the entropy of the picks, and
     the one-sided p-value of a paired permutation test "router beats best-single"
     (when ``best-single`` is among the routers).
 
@@ -379,6 +381,8 @@ def cold_prompt_protocol(records: PerformanceRecords, routers, encoder="tfidf", 
                         row.update(_ranking_metrics(S, truth, k, threshold, relative, costs))
                     finally:
                         w.__exit__(None, None, None)
+                if truth.shape[1] == 2 and name != "oracle-mix":
+                    row.update(_strong_weak(S, truth))
                 if costs is not None and name not in ("oracle-mix",):
                     curve = M.quality_cost_curve(truth, costs, pred_scores=S)
                     curves[label] = curve
@@ -405,6 +409,21 @@ def cold_prompt_protocol(records: PerformanceRecords, routers, encoder="tfidf", 
         "reference": ref, "n_train": split.train.n_prompts, "n_val": split.val.n_prompts,
         "n_test": split.test.n_prompts, "k": k, "threshold": threshold,
         "relative": relative})
+
+
+def _strong_weak(S, truth) -> dict:
+    """RouteLLM's APGR / CPT for a two-LLM pool (strong = better mean on these prompts)."""
+    ok = ~np.isnan(truth).any(axis=1)
+    if ok.sum() < 2:
+        return {}
+    t = truth[ok]
+    strong = int(np.argmax(t.mean(axis=0)))
+    weak = 1 - strong
+    if t[:, strong].mean() <= t[:, weak].mean():
+        return {}
+    s = np.where(np.isfinite(S[ok]), S[ok], 0.0)
+    r = M.apgr(s[:, strong] - s[:, weak], t[:, strong], t[:, weak])
+    return {"apgr": r["apgr"], "cpt50": r["cpt50"], "cpt80": r["cpt80"]}
 
 
 def _ranking_metrics(S, truth, k, threshold, relative, costs) -> dict:
