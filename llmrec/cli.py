@@ -524,7 +524,8 @@ def _extra_kwargs(args: List[str], fn) -> dict:
         bad = [k for k in out if k not in sig.parameters]
         if bad:
             opts = ", ".join("--" + p.replace("_", "-") for p in sig.parameters)
-            raise ConfigError(f"unknown option(s) {', '.join('--' + b for b in bad)}; "
+            raise ConfigError(f"unknown option(s) "
+                              f"{', '.join('--' + b.replace('_', '-') for b in bad)}; "
                               f"accepted: {opts}")
     return out
 
@@ -553,8 +554,9 @@ def bench(ctx: typer.Context):
     if "show_progress" in inspect.signature(fn).parameters and _OPTS["quiet"]:
         kwargs.setdefault("show_progress", False)
     res = fn(**kwargs)
-    if res is not None:
-        _echo(res.to_string() if hasattr(res, "to_string") else str(res))
+    text = "" if res is None else (res.to_string() if hasattr(res, "to_string") else str(res))
+    if text.strip():
+        _echo(text)
 
 
 @app.command(context_settings=_FORWARD,
@@ -567,11 +569,12 @@ def demo(ctx: typer.Context,
     kwargs = _extra_kwargs(ctx.args, fn)
     if out is not None:
         kwargs["out"] = out
-    if "show_progress" in inspect.signature(fn).parameters and _OPTS["quiet"]:
-        kwargs.setdefault("show_progress", False)
-    res = fn(**kwargs)
-    if res is not None:
-        _echo(res.to_string() if hasattr(res, "to_string") else str(res))
+    params = inspect.signature(fn).parameters
+    if _OPTS["quiet"]:
+        for name in ("show_progress", "quiet"):
+            if name in params:
+                kwargs.setdefault(name, name == "quiet")
+    fn(**kwargs)  # run_demo prints its own report
 
 
 # ----------------------------------------------------------------------- serve

@@ -275,3 +275,33 @@ def test_serve_subprocess_and_sighup_reload(small, tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode in (0, -signal.SIGTERM)
+
+
+def test_bench_and_demo_forward_options(monkeypatch, tmp_path, capsys):
+    import llmrec.evaluation as ev
+    seen = {}
+
+    def run_demo(out_dir="demo_out", seed=0, quiet=False, *, out=None, n_prompts=1000,
+                 show_progress=None):
+        seen["demo"] = dict(out=out, seed=seed, quiet=quiet, n_prompts=n_prompts,
+                            show_progress=show_progress)
+
+    class Res:
+        def to_string(self):
+            return "bench table"
+
+    def run_bench(data="synthetic", routers=None, show_progress=True, **protocol_kwargs):
+        seen["bench"] = dict(data=data, routers=routers, show_progress=show_progress,
+                             **protocol_kwargs)
+        return Res()
+
+    monkeypatch.setattr(ev, "run_demo", run_demo, raising=False)
+    monkeypatch.setattr(ev, "run_bench", run_bench, raising=False)
+    assert call("--quiet", "demo", "--out", tmp_path, "--n-prompts", "50", "--seed=3") == 0
+    assert seen["demo"] == dict(out=tmp_path, seed=3, quiet=True, n_prompts=50,
+                                show_progress=False)
+    assert call("demo", "--n-llms", "4") == 2
+    assert "--n-llms" in capsys.readouterr().err
+    assert call("bench", "--data", "mmlu-pro", "--routers", "knn,als", "--k", "5") == 0
+    assert seen["bench"] == dict(data="mmlu-pro", routers="knn,als", show_progress=True, k=5)
+    assert "bench table" in capsys.readouterr().out
