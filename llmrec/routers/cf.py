@@ -147,8 +147,10 @@ class ALSRouter(_ImplicitMFRouter):
     Examples
     --------
     >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.encoders import TfidfEncoder
     >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
-    >>> r = ALSRouter(factors=4, iterations=3).fit(rec, encoder="tfidf")
+    >>> enc = TfidfEncoder(dim=16, n_features=2 ** 12)
+    >>> r = ALSRouter(factors=4, iterations=3).fit(rec, encoder=enc)
     >>> r.score(["solve the quadratic equation"]).shape
     (1, 5)
     """
@@ -237,8 +239,10 @@ class BPRRouter(_ImplicitMFRouter):
     Examples
     --------
     >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.encoders import TfidfEncoder
     >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
-    >>> r = BPRRouter(factors=4, iterations=5).fit(rec, encoder="tfidf")
+    >>> enc = TfidfEncoder(dim=16, n_features=2 ** 12)
+    >>> r = BPRRouter(factors=4, iterations=5).fit(rec, encoder=enc)
     >>> r.recommend(["solve the quadratic equation"], k=2)[0].shape
     (1, 2)
     """

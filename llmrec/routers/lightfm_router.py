@@ -1,4 +1,5 @@
-"""LightFM hybrid router: prompt features as user features, LLM identity + metadata as item features.
+"""LightFM hybrid router: prompt features as user features, LLM identity + metadata as
+item features.
 
 LightFM (Kula 2015) represents a user as the sum of the embeddings of its features,
 weighted by the feature values. Here a prompt's features are its dense embedding
@@ -76,8 +77,10 @@ class LightFMRouter(Router):
     Examples
     --------
     >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.encoders import TfidfEncoder
     >>> rec = make_synthetic(200, 5, n_topics=3, seed=0)
-    >>> r = LightFMRouter(no_components=4, epochs=3).fit(rec, encoder="tfidf")
+    >>> enc = TfidfEncoder(dim=16, n_features=2 ** 12)
+    >>> r = LightFMRouter(no_components=4, epochs=3).fit(rec, encoder=enc)
     >>> r.score(["solve the quadratic equation"]).shape
     (1, 5)
     """
