@@ -146,8 +146,11 @@ def main(argv=None) -> str:
     router.recommend(texts, k=args.k)
     batch_s = time.perf_counter() - t1
 
-    cmd = "python benchmarks/bench_service_load.py " + " ".join(argv if argv is not None
-                                                                  else sys.argv[1:])
+    envs = " ".join(f"{v}={os.environ[v]}" for v in
+                    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                    if v in os.environ)
+    cmd = (envs + " python benchmarks/bench_service_load.py "
+           + " ".join(argv if argv is not None else sys.argv[1:]))
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     lines = [
         START,
