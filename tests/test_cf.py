@@ -159,3 +159,30 @@ def test_lightfm_missing_gives_install_hint(synth_split, monkeypatch):
     r = make_router("lightfm", no_components=4, epochs=1)
     with pytest.raises(ConfigError, match=r"pip install 'llmrec\[lightfm\]'"):
         r.fit(synth_split[0], encoder=small_encoder())
+
+
+def test_als_bpr_on_mmlu_pro_subset(shared_data):
+    """Real records with empty cells: fit, score cold prompts, add a held-out LLM."""
+    from llmrec.data.splits import cold_prompt_split
+    from llmrec.datasets import load
+    rec = load("mmlu-pro", data_dir=shared_data)
+    rec = rec.select_prompts(np.random.default_rng(0).permutation(rec.n_prompts)[:3000])
+    split = cold_prompt_split(rec, val=0.1, test=0.1, seed=42)
+    held = "Meta-Llama-3_1-70B-Instruct"
+    known = [n for n in rec.llm_names if n != held]
+    train = split.train.select_llms(known)
+    truth = split.test.select_llms(known).dense()
+    best = float(np.nanmax(np.nanmean(truth, axis=0)))
+    for name, params in (("als", dict(factors=8, alpha=0.0, neg_alpha=0.0, map_alpha=10.0)),
+                         ("bpr", dict(factors=8, iterations=50))):
+        r = make_router(name, **params).fit(train, encoder=small_encoder())
+        S = r.score(split.test.texts)
+        assert np.isfinite(S).all()
+        mu = float(np.nanmean(truth[np.arange(len(truth)), S.argmax(axis=1)]))
+        assert mu >= best - 0.05, (name, mu, best)
+        if name == "als":
+            r.add_llm(held, split.train.select_prompts(np.arange(300)))
+            y = split.test.select_llms([held]).dense()[:, 0]
+            s = r.score(split.test.texts)[:, -1]
+            ok = ~np.isnan(y)
+            assert roc_auc_score(y[ok], s[ok]) > 0.55
