@@ -11,10 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from llmrec import cli
@@ -305,3 +303,22 @@ def test_bench_and_demo_forward_options(monkeypatch, tmp_path, capsys):
     assert call("bench", "--data", "mmlu-pro", "--routers", "knn,als", "--k", "5") == 0
     assert seen["bench"] == dict(data="mmlu-pro", routers="knn,als", show_progress=True, k=5)
     assert "bench table" in capsys.readouterr().out
+
+
+def test_real_data_fit_evaluate_recommend(shared_data, tmp_path, monkeypatch, capsys):
+    """RouteLLM GSM8K (1,319 prompts x Mixtral / GPT-4) through the CLI, in-process."""
+    monkeypatch.setenv("LLMREC_SHARED_DATA", str(shared_data))
+    assert call("data", "info", "routellm-gsm8k") == 0
+    assert "1319 prompts x 2 LLMs" in capsys.readouterr().out
+    assert call("--quiet", "fit", "--data", "routellm-gsm8k", "--router", "knn",
+                "--encoder-param", "dim=16", "--out", tmp_path / "gsm") == 0
+    capsys.readouterr()
+    assert call("evaluate", "--model", tmp_path / "gsm", "--data", "routellm-gsm8k",
+                "--json") == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n_prompts"] == 1319 and 0.7 < m["mu"] <= 1.0
+    assert call("recommend", "--model", tmp_path / "gsm", "-k", "1", "--json",
+                "Natalia sold clips to 48 of her friends. How many clips?") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["llms"][0]["name"] in ("gpt-4-1106-preview",
+                                      "mistralai/Mixtral-8x7B-Instruct-v0.1")

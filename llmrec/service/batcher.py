@@ -70,6 +70,8 @@ class MicroBatcher:
         """Top-k (names positions, scores) for ``prompts``; awaits the batched call."""
         if self._queue is None:
             await self.start()
+        elif self._task is None or self._task.done():  # restart a worker that died
+            self._task = asyncio.create_task(self._run())
         fut = asyncio.get_running_loop().create_future()
         cand = tuple(candidates) if candidates else None
         await self._queue.put(_Item(list(prompts), int(k), cand, float(cost_weight), fut))
