@@ -58,7 +58,7 @@ def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
         return float("nan")
     key = np.where(np.isnan(scores), -np.inf, scores)
     pick = np.argmax(key, axis=1)
-    got = truth[np.arange(len(pick)), pick]
+    got = np.asarray(truth, dtype=np.float64)[np.arange(len(pick)), pick]
     return float(np.nanmean(got)) if np.isfinite(got).any() else float("nan")
 
 
