@@ -104,3 +104,24 @@ def test_add_llm_without_metadata(synth_split):
 def test_bad_loss(synth_split):
     with pytest.raises(ConfigError, match="loss"):
         make_router("lightfm", loss="bpr-ish").fit(synth_split[0], encoder=small_encoder())
+
+
+def test_lightfm_on_mmlu_pro_subset(shared_data):
+    """Real records with empty cells: fit, score cold prompts, add a held-out LLM."""
+    from llmrec.data.splits import cold_prompt_split
+    from llmrec.datasets import load
+    rec = load("mmlu-pro", data_dir=shared_data)
+    rec = rec.select_prompts(np.random.default_rng(0).permutation(rec.n_prompts)[:3000])
+    split = cold_prompt_split(rec, val=0.1, test=0.1, seed=42)
+    held = "Meta-Llama-3_1-70B-Instruct"
+    known = [n for n in rec.llm_names if n != held]
+    truth = split.test.select_llms(known).dense()
+    r = make_router("lightfm", no_components=8, epochs=5)
+    r.fit(split.train.select_llms(known), encoder=small_encoder())
+    S = r.score(split.test.texts)
+    mu = float(np.nanmean(truth[np.arange(len(truth)), S.argmax(axis=1)]))
+    assert mu >= float(np.nanmax(np.nanmean(truth, axis=0))) - 0.05
+    r.add_llm(held, split.train.select_prompts(np.arange(300)))
+    y = split.test.select_llms([held]).dense()[:, 0]
+    ok = ~np.isnan(y)
+    assert roc_auc_score(y[ok], r.score(split.test.texts)[ok, -1]) > 0.55
