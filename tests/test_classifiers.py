@@ -313,3 +313,12 @@ def test_corrupt_state_is_a_model_format_error(synth, tmp_path):
     (tmp_path / "c" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelFormatError, match="cluster_scores"):
         load_router(tmp_path / "c")
+
+
+def test_mlp_leaves_global_torch_rng_alone(synth):
+    import torch
+    torch.manual_seed(123)
+    a = torch.rand(3)
+    torch.manual_seed(123)
+    make_router("mlp", hidden_layer_sizes=(4,), max_epochs=1).fit(synth, encoder=small())
+    np.testing.assert_array_equal(torch.rand(3).numpy(), a.numpy())

@@ -400,13 +400,14 @@ class MLPRouter(Router):
         dense, obs = records.dense(fill=0.0), records.observed_dense()
         mean = _column_means(dense, obs)
         g = torch.Generator().manual_seed(int(self.random_state))
-        torch.manual_seed(int(self.random_state))
         sizes = [X.shape[1], *hs, dense.shape[1]]
         layers = []
-        for i in range(len(sizes) - 1):
-            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2:
-                layers.append(torch.nn.ReLU())
+        with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
+            torch.manual_seed(int(self.random_state))
+            for i in range(len(sizes) - 1):
+                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+                if i < len(sizes) - 2:
+                    layers.append(torch.nn.ReLU())
         net = torch.nn.Sequential(*layers)
         with torch.no_grad():  # start from each LLM's mean score
             net[-1].bias.copy_(torch.as_tensor(np.nan_to_num(mean), dtype=torch.float32))
