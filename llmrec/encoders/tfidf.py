@@ -22,6 +22,11 @@ class TfidfEncoder(Encoder):
     n_features : int
         Hashing space size.
     ngram_range : tuple of int
+    min_df : int
+        Keep hashed terms that occur in at least this many training prompts (all
+        terms when fewer than two pass).
+    max_terms : int or None
+        Keep at most this many hashed terms, the most frequent ones.
     random_state : int
 
     Examples
@@ -35,8 +40,11 @@ class TfidfEncoder(Encoder):
     requires_fit = True
 
     def __init__(self, dim: int = 256, n_features: int = 2 ** 18,
-                 ngram_range: tuple[int, int] = (1, 2), random_state: int = 0):
+                 ngram_range: tuple[int, int] = (1, 2), min_df: int = 2,
+                 max_terms: int | None = 20000, random_state: int = 0):
         self.dim_param = dim
+        self.min_df = min_df
+        self.max_terms = max_terms
         self.n_features = n_features
         self.ngram_range = tuple(ngram_range)
         self.random_state = random_state
@@ -55,12 +63,23 @@ class TfidfEncoder(Encoder):
             raise ConfigError(f"dim must be >= 1, got {self.dim_param}")
         if len(texts) < 2:
             raise ConfigError("TfidfEncoder needs at least 2 training prompts")
-        H = self._hasher().transform(texts)
+        H = self._hasher().transform(texts).tocsc()
+        # only hashed columns that occur in training carry information: fit and store
+        # IDF and the SVD basis on those columns (a few thousand, not 2**18)
+        df = np.diff(H.indptr)
+        cols = np.flatnonzero(df >= self.min_df).astype(np.int64)
+        if len(cols) < 2:  # tiny corpora: keep every term that occurs
+            cols = np.flatnonzero(df > 0).astype(np.int64)
+        if self.max_terms and len(cols) > self.max_terms:  # the most frequent terms
+            keep = np.argsort(-df[cols], kind="stable")[:self.max_terms]
+            cols = np.sort(cols[keep])
+        H = H[:, cols].tocsr()
         tf = TfidfTransformer(sublinear_tf=True).fit(H)
         T = tf.transform(H)
-        k = int(min(self.dim_param, T.shape[0] - 1, max(T.getnnz(axis=0).astype(bool).sum() - 1, 1)))
+        k = int(min(self.dim_param, T.shape[0] - 1, max(len(cols) - 1, 1)))
         svd = TruncatedSVD(n_components=max(k, 1), random_state=self.random_state,
                            algorithm="randomized", n_iter=5).fit(T)
+        self.columns_ = cols
         self.idf_ = tf.idf_.astype(np.float32)
         self.components_ = svd.components_.astype(np.float32)
         return self
@@ -75,7 +94,8 @@ class TfidfEncoder(Encoder):
 
     def _encode(self, texts, show_progress):
         from sklearn.preprocessing import normalize
-        H = self._hasher().transform(texts).astype(np.float32)
+        H = self._hasher().transform(texts).tocsc()[:, self.columns_].tocsr()
+        H = H.astype(np.float32)
         H.data = 1.0 + np.log(H.data)  # sublinear tf, as in fit
         T = normalize(H.multiply(self.idf_[None, :]).tocsr())
         Z = np.asarray(T @ self.components_.T, dtype=np.float32)
@@ -84,22 +104,27 @@ class TfidfEncoder(Encoder):
 
     def get_config(self) -> dict:
         return {"type": self.type, "dim": self.dim_param, "n_features": self.n_features,
-                "ngram_range": list(self.ngram_range), "random_state": self.random_state}
+                "ngram_range": list(self.ngram_range), "min_df": self.min_df, "max_terms": self.max_terms,
+                "random_state": self.random_state}
 
     def get_arrays(self) -> dict:
         if not self.is_fitted:
             return {}
-        return {"idf": self.idf_, "components": self.components_}
+        return {"columns": self.columns_, "idf": self.idf_, "components": self.components_}
 
     @classmethod
     def from_state(cls, config, arrays):
         enc = cls(dim=config["dim"], n_features=config["n_features"],
                   ngram_range=tuple(config["ngram_range"]),
+                  min_df=config.get("min_df", 2), max_terms=config.get("max_terms"),
                   random_state=config.get("random_state", 0))
         if "components" in arrays:
-            if arrays["idf"].shape[0] != enc.n_features or \
-                    arrays["components"].shape[1] != enc.n_features:
-                raise ModelFormatError("TfidfEncoder arrays do not match its n_features")
+            cols = np.asarray(arrays.get("columns", []), dtype=np.int64)
+            if (arrays["idf"].shape[0] != len(cols) or arrays["components"].shape[1] != len(cols)
+                    or (len(cols) and (cols.min() < 0 or cols.max() >= enc.n_features))):
+                raise ModelFormatError("TfidfEncoder arrays do not match each other or its "
+                                       "n_features; the saved encoder is corrupt")
+            enc.columns_ = cols
             enc.idf_ = arrays["idf"].astype(np.float32)
             enc.components_ = arrays["components"].astype(np.float32)
         return enc
