@@ -50,3 +50,14 @@ def test_directory_of_user_records(tmp_path):
                                                                      index=False)
     rec = read_long(d)
     assert rec.name == "mine" and rec.texts == ["t1", "t2"]
+
+
+def test_single_file_with_text_column_gives_prompt_table(tmp_path):
+    import pandas as pd
+    from llmrec.data.formats import read_long
+    pd.DataFrame({"prompt_id": ["a", "a", "b"], "llm": ["x", "y", "x"], "score": [1, 0, 1],
+                  "text": ["hi there", "hi there", "yo"], "benchmark": ["m", "m", "n"]}
+                 ).to_csv(tmp_path / "r.csv", index=False)
+    rec = read_long(tmp_path / "r.csv")
+    assert rec.texts == ["hi there", "yo"]
+    assert list(rec.prompts.benchmark) == ["m", "n"]

@@ -104,6 +104,12 @@ def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
     require_columns(df, [prompt_col, llm_col, score_col], rec_p)
 
     ptab = _load_side_table(prompts, ("prompt_id", prompt_col), "prompt_id", "prompts")
+    if ptab is None and "text" in df.columns:
+        # a single file may carry the prompt text (and benchmark/category) on each row:
+        # the first row of each prompt gives its prompt table entry
+        cols = [c for c in ("text", "benchmark", "category") if c in df.columns]
+        ptab = (df[[prompt_col] + cols].drop_duplicates(prompt_col)
+                .rename(columns={prompt_col: "prompt_id"}).reset_index(drop=True))
     ltab = _load_side_table(llms, ("name", llm_col), "name", "LLM")
     if score_range is None and meta.get("score_range"):
         score_range = tuple(meta["score_range"])
