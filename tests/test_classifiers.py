@@ -322,3 +322,15 @@ def test_mlp_leaves_global_torch_rng_alone(synth):
     torch.manual_seed(123)
     make_router("mlp", hidden_layer_sizes=(4,), max_epochs=1).fit(synth, encoder=small())
     np.testing.assert_array_equal(torch.rand(3).numpy(), a.numpy())
+
+
+@pytest.mark.parametrize("name,params", [
+    ("knn", {"k": 10}), ("linear", {}), ("mlp", {"max_epochs": 20}),
+    ("cluster", {"n_clusters": 4, "n_init": 2}), ("mlc", {"label_rule": "routereval95"})])
+def test_continuous_scores_route_better_than_random(name, params):
+    cont = make_synthetic(500, 6, n_topics=4, seed=4, binary=False, density=0.8)
+    train, test = cont.select_prompts(range(400)), cont.select_prompts(range(400, 500))
+    S = make_router(name, **params).fit(train, encoder=small()).score(test)
+    truth = test.dense()
+    random_mu = np.nanmean(np.nanmean(truth, axis=0))
+    assert validation_mu(S, truth) > random_mu + 0.05, name
