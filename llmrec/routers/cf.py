@@ -34,11 +34,17 @@ from .base import Router, register_router
 from .coldstart import FeatureToFactorMap
 
 
-def _fit_quietly(model, matrix):
-    """Fit an implicit model with BLAS limited to one thread (implicit warns otherwise)."""
+def _fit_quietly(make_model, matrix):
+    """Build and fit an implicit model with BLAS limited to one thread.
+
+    implicit checks the BLAS thread count when the model is constructed and warns
+    when it is above one, so construction happens inside the limit too.
+    """
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1, "blas"):
+        model = make_model()
         model.fit(matrix, show_progress=False)
+    return model
 
 
 def _to_numpy(a) -> np.ndarray:
@@ -192,11 +198,10 @@ class ALSRouter(_ImplicitMFRouter):
         r, c, s, ok = self._success(records)
         conf = sp.csr_matrix((self._confidences(s, ok), (r, c)), shape=records.shape,
                              dtype=np.float32)
-        model = AlternatingLeastSquares(factors=int(self.factors),
+        model = _fit_quietly(lambda: AlternatingLeastSquares(factors=int(self.factors),
                                         regularization=float(self.regularization), alpha=1.0,
                                         iterations=int(self.iterations), num_threads=1,
-                                        random_state=self.random_state)
-        _fit_quietly(model, conf)
+                                        random_state=self.random_state), conf)
         U = _to_numpy(model.user_factors)
         self.item_factors_ = _to_numpy(model.item_factors)
         self._fit_map(X, U)
@@ -274,13 +279,12 @@ class BPRRouter(_ImplicitMFRouter):
         r, c, s, ok = self._success(records)
         pos = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (r[ok], c[ok])),
                             shape=records.shape, dtype=np.float32)
-        model = BayesianPersonalizedRanking(factors=int(self.factors),
+        model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),
                                             learning_rate=float(self.learning_rate),
                                             regularization=float(self.regularization),
                                             iterations=int(self.iterations), num_threads=1,
                                             verify_negative_samples=True,
-                                            random_state=self.random_state)
-        _fit_quietly(model, pos)
+                                            random_state=self.random_state), pos)
         U = _to_numpy(model.user_factors)
         self.item_factors_ = _to_numpy(model.item_factors)
         n_pos = np.diff(pos.indptr)
