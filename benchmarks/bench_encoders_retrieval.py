@@ -99,6 +99,26 @@ def bench_encoders(texts: list[str], minilm_n: int, tfidf_dim: int, tfidf_fit: i
     return rows
 
 
+class one_thread:
+    """BLAS and OpenMP (faiss) limited to one thread inside the block."""
+
+    def __enter__(self):
+        from threadpoolctl import threadpool_limits
+        self._lim = threadpool_limits(1)
+        try:
+            import faiss
+            self._faiss, self._n = faiss, faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+        except ImportError:
+            self._faiss = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._faiss is not None:
+            self._faiss.omp_set_num_threads(self._n)
+        self._lim.restore_original_limits()
+
+
 def _search_all(idx, Q, k, chunk):
     for s in range(0, len(Q), chunk):
         idx.search(Q[s:s + chunk], k)
@@ -120,8 +140,10 @@ def bench_retrieval(pools, d: int, k: int, n_single: int, n_batch: int, chunk: i
             idx = LLMIndex(backend=be).add(V, bias=b)
             idx.search(Qs[:2], k)  # warm-up
             _, s1 = _timed(lambda: [idx.search(q, k) for q in Qs])
+            with one_thread():
+                _, s1t = _timed(lambda: [idx.search(q, k) for q in Qs])
             _, sb = _timed(_search_all, idx, Qb, k, chunk)
-            res[be] = (n_single / s1, n_batch / sb)
+            res[be] = (n_single / s1, n_batch / sb, n_single / s1t)
         row = {"pool": m, "numpy": res["numpy"], "faiss": res.get("faiss")}
         if HAVE_FAISS and m >= 10000:
             hn, build_s = _timed(LLMIndex(backend="faiss", kind="hnsw").add, V, bias=b)
@@ -192,17 +214,21 @@ def render(args, source, enc_rows, ret_rows, mach, wall_s) -> str:
     L += ["", f"### Retrieval (top-{args.k}, d={args.dim} + bias column, exact flat index)", "",
           f"Single: {args.single:,} queries one at a time. Batch: {args.batch:,} queries, "
           f"searched in chunks of {args.chunk:,} (bounds numpy's score matrix).", "",
-          "| LLMs | numpy single q/s | faiss single q/s | faiss/numpy | numpy batch q/s | "
-          "faiss batch q/s | faiss/numpy |",
-          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          "Single queries are timed twice: with the threads set above and with BLAS and "
+          "faiss held to one thread (threadpoolctl + `faiss.omp_set_num_threads(1)`).", "",
+          "| LLMs | numpy single q/s | faiss single q/s | faiss/numpy | "
+          "numpy single, 1 thread | faiss single, 1 thread | faiss/numpy | "
+          "numpy batch q/s | faiss batch q/s | faiss/numpy |",
+          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in ret_rows:
-        n1, nb = r["numpy"]
+        n1, nb, n1t = r["numpy"]
         if r["faiss"] is None:
-            L.append(f"| {r['pool']:,} | {n1:,.0f} | - | - | {nb:,.0f} | - | - |")
+            L.append(f"| {r['pool']:,} | {n1:,.0f} | - | - | {n1t:,.0f} | - | - | "
+                     f"{nb:,.0f} | - | - |")
             continue
-        f1, fb = r["faiss"]
-        L.append(f"| {r['pool']:,} | {n1:,.0f} | {f1:,.0f} | {f1 / n1:.2f} | {nb:,.0f} | "
-                 f"{fb:,.0f} | {fb / nb:.2f} |")
+        f1, fb, f1t = r["faiss"]
+        L.append(f"| {r['pool']:,} | {n1:,.0f} | {f1:,.0f} | {f1 / n1:.2f} | {n1t:,.0f} | "
+                 f"{f1t:,.0f} | {f1t / n1t:.2f} | {nb:,.0f} | {fb:,.0f} | {fb / nb:.2f} |")
     for r in ret_rows:
         if "hnsw" in r:
             h1, hb, rec, bs = r["hnsw"]
@@ -236,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--prompts", type=int, default=2000, help="prompts for TF-IDF")
     p.add_argument("--tfidf-fit", type=int, default=500,
                    help="prompts TF-IDF is fitted on (the first of the sample)")
-    p.add_argument("--minilm-prompts", type=int, default=200,
+    p.add_argument("--minilm-prompts", type=int, default=100,
                    help="prompts for MiniLM (the first of the same sample)")
     p.add_argument("--tfidf-dim", type=int, default=256)
     p.add_argument("--pools", type=int, nargs="+", default=[29, 1000, 10000])
