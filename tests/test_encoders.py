@@ -244,7 +244,7 @@ def test_encode_records_texts_and_cache(tmp_path):
                           cache_dir=tmp_path / "cache")
     assert info["npy"].endswith("out.npy") and ids_path_for(info["npy"]).is_file()
     back = PrecomputedEncoder.from_file(info["npy"])
-    assert back.ids is None and back.encode(["gamma delta"]).shape == (1, 2)
+    assert back.ids is None and back.encode(["gamma delta"]).shape == (1, info["dim"])
     assert list((tmp_path / "cache").rglob("shard-*.npz"))
 
 
