@@ -72,7 +72,9 @@ def bench_encoders(texts: list[str], minilm_n: int, tfidf_dim: int, tfidf_fit: i
     rows = []
     enc, fit_s = _timed(TfidfEncoder(dim=tfidf_dim).fit, texts[:tfidf_fit])
     _, enc_s = _timed(enc.encode, texts)
-    rows.append({"encoder": f"TF-IDF (dim={tfidf_dim}, 2^18 hashed features)",
+    cfg = {k: v for k, v in enc.get_config().items() if k not in ("type", "random_state")}
+    rows.append({"encoder": "TF-IDF (" + ", ".join(f"{k}={v}" for k, v in cfg.items()) +
+                            f"; output dim {enc.dim})",
                  "prompts": len(texts),
                  "setup": f"fit on the first {min(tfidf_fit, len(texts)):,}: {fit_s:.1f} s",
                  "encode_s": enc_s,
