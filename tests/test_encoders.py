@@ -322,3 +322,26 @@ def test_side_features_records_config_and_errors(synth):
         PromptFeaturizer(TfidfEncoder(), side_features=("colour",)).fit(synth)
     with pytest.raises(DataFormatError, match="no 'text' column"):
         f.transform(pd.DataFrame({"prompt": ["x"]}))
+
+
+def test_importing_encoders_does_not_import_torch():
+    code = ("import sys, llmrec.encoders as e; e.make_encoder('minilm').get_config(); "
+            "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+# ------------------------------------------------------------------- real data
+@pytest.mark.realdata
+def test_encode_records_on_mmlu_pro(shared_data, tmp_path):
+    from llmrec.data.formats.mmlu_pro import read_mmlu_pro
+    rec = read_mmlu_pro(shared_data / "mmlu_pro").select_prompts(range(0, 12000, 200))
+    info = encode_records(rec, TfidfEncoder(dim=16), tmp_path / "mmlu.npy")
+    assert info["n"] == rec.n_prompts == 60
+    back = PrecomputedEncoder.from_file(info["npy"])
+    X = np.load(info["npy"])
+    np.testing.assert_array_equal(back.encode_ids(rec.prompt_ids[[0, 59]]), X[[0, 59]])
+    np.testing.assert_array_equal(back.encode([rec.texts[7]]), X[[7]])
+    f = PromptFeaturizer(back, side_features=("category",)).fit(rec)
+    assert f.transform(rec).shape == (60, info["dim"] + len(f.levels_["category"]))
