@@ -94,7 +94,8 @@ def bench_encoders(texts: list[str], minilm_n: int, tfidf_dim: int, tfidf_fit: i
         warnings.simplefilter("ignore", UserWarning)
         m.encode(sub[:8])  # warm-up
         _, enc_s = _timed(m.encode, sub)
-    rows.append({"encoder": f"MiniLM-L6-v2 (first {len(sub):,} of the same prompts; cpu, {torch.get_num_threads()} torch threads, "
+    rows.append({"encoder": f"MiniLM-L6-v2 (first {len(sub):,} of the same prompts; cpu, "
+                            f"{torch.get_num_threads()} torch threads, "
                             f"batch 64, max 256 tokens; {m.last_truncated_} truncated)",
                  "prompts": len(sub), "setup": f"load {load_s:.1f} s", "encode_s": enc_s,
                  "per_s": len(sub) / enc_s})

@@ -287,7 +287,8 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def encode_records(records_or_texts, encoder="tfidf",
-                   out_path: str | os.PathLike = "emb.npy", *, cache_dir: str | os.PathLike | None = None,
+                   out_path: str | os.PathLike = "emb.npy", *,
+                   cache_dir: str | os.PathLike | None = None,
                    show_progress: bool | None = None, with_texts: bool = True) -> dict:
     """Encode the prompts of a dataset (or a list of texts) and write them to disk.
 
