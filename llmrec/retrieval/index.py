@@ -74,10 +74,30 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray
         return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
     sub = scores[:, pool]
     key = np.where(np.isnan(sub), -np.inf, sub)
-    # stable sort on -score keeps ascending index order among ties (pool is sorted)
-    order = np.argsort(-key, axis=1, kind="stable")[:, :kk]
+    order = _topk_order(key, kk)
     ids = pool[order]
     return ids.astype(np.int64), np.take_along_axis(sub, order, axis=1).astype(np.float32)
+
+
+def _topk_order(key: np.ndarray, kk: int) -> np.ndarray:
+    """Column order of the kk largest keys per row, ties by column index ascending.
+
+    A full stable sort settles ties; for kk much smaller than the row, argpartition
+    finds the kk largest first and only rows with a tie across the cut are sorted
+    in full, so the answer is identical and large pools stay fast.
+    """
+    m = key.shape[1]
+    if kk * 4 >= m:
+        return np.argsort(-key, axis=1, kind="stable")[:, :kk]
+    part = np.argpartition(-key, kk - 1, axis=1)[:, :kk]
+    vals = np.take_along_axis(key, part, axis=1)
+    kth = vals.min(axis=1, keepdims=True)
+    tied_out = (key >= kth).sum(axis=1) > kk  # an equal key was left outside the cut
+    order = np.lexsort((part, -vals), axis=1)
+    out = np.take_along_axis(part, order, axis=1)
+    if tied_out.any():
+        out[tied_out] = np.argsort(-key[tied_out], axis=1, kind="stable")[:, :kk]
+    return out
 
 
 class LLMIndex:
@@ -188,11 +208,19 @@ class LLMIndex:
             ids, _ = topk_scores(Q @ self.vectors_.T, kk, cand)
             return ids, self._values(Q, ids)
         kq = min(kk + 1, pool_size)  # one extra result reveals a tie at the k-th place
-        if cand is None:
-            _, I = self.index_.search(Q, kq)
-        else:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(cand))
+        params = None if cand is None else faiss.SearchParameters(
+            sel=faiss.IDSelectorBatch(cand))
+        # a few queries do not pay for OpenMP's thread start-up (and suffer badly
+        # from it on a busy machine): search them on one thread
+        few = Q.shape[0] <= 16
+        threads = faiss.omp_get_max_threads()
+        if few:
+            faiss.omp_set_num_threads(1)
+        try:
             _, I = self.index_.search(Q, kq, params=params)
+        finally:
+            if few:
+                faiss.omp_set_num_threads(threads)
         return self._finish(Q, I.astype(np.int64), kk, cand)
 
     def _finish(self, Q, I, kk, cand):
