@@ -213,3 +213,22 @@ def test_picks_errors():
         M.picked_scores([5], np.zeros((1, 2)))
     with pytest.raises(DataFormatError):
         M.picked_scores([0, 1], np.zeros((1, 2)))
+
+
+def test_routing_is_among_observed_llms_only():
+    """A pick of an unobserved cell is neither dropped nor a failure: routers choose
+    among the LLMs whose outcome on the prompt is known."""
+    import numpy as np
+    from llmrec.evaluation.metrics import hit_at_k, routereval_metrics
+    truth = np.array([[np.nan, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    pred = np.array([[9.0, 0.2, 0.5], [0.1, 0.3, 0.2]])
+    m = routereval_metrics(pred, truth)
+    # prompt 0: LLM 0 unobserved, so the pick is LLM 2 (0.5 > 0.2) -> 0.0; prompt 1 -> LLM 1 -> 0.0
+    assert m["mu"] == 0.0
+    assert m["n_prompts"] == 2
+    # top-2 among observed: prompt 0 -> {2, 1} holds a success, prompt 1 -> {1, 2} does not
+    assert hit_at_k(pred, truth, k=2) == 0.5
+    # a prompt with no observed LLM is left out rather than breaking Ep
+    m2 = routereval_metrics(np.vstack([pred, [1.0, 2.0, 3.0]]),
+                            np.vstack([truth, [np.nan] * 3]))
+    assert m2["mu"] == 0.0 and np.isfinite(m2["ep"])

@@ -53,12 +53,20 @@ def _truth(truth, what: str = "truth") -> np.ndarray:
     return t
 
 
-def _scores(pred_scores, shape, what: str = "pred_scores") -> np.ndarray:
+def _scores(pred_scores, truth: np.ndarray, what: str = "pred_scores") -> np.ndarray:
+    """Predicted scores, with NaN and every cell whose truth is unobserved set to -inf.
+
+    A router is evaluated only on choices whose outcome is known: on each prompt it
+    routes among the LLMs observed there. Counting a pick of an unobserved cell as
+    missing (dropping the prompt) would reward routers that pick LLMs with gaps, and
+    counting it as a failure would punish them for data nobody collected. On fully
+    observed pools (RouterEval's) this changes nothing.
+    """
     s = np.asarray(pred_scores, dtype=np.float64)
-    if s.shape != tuple(shape):
+    if s.shape != truth.shape:
         raise DataFormatError(f"{what} has shape {s.shape} but truth has shape "
-                              f"{tuple(shape)}; score the same prompts and LLMs, in order")
-    return np.where(np.isnan(s), -np.inf, s)
+                              f"{truth.shape}; score the same prompts and LLMs, in order")
+    return np.where(np.isnan(s) | np.isnan(truth), -np.inf, s)
 
 
 def _picks(picks, truth: np.ndarray) -> np.ndarray:
@@ -199,7 +207,13 @@ def routereval_metrics(pred_scores, truth, reference=None, probs=None) -> dict[s
     """
     t = _truth(truth)
     _nonempty(t.shape[0], "routereval_metrics")
-    s = _scores(pred_scores, t.shape)
+    s = _scores(pred_scores, t)
+    seen = ~np.isnan(t).all(axis=1) if t.shape[1] else np.zeros(t.shape[0], bool)
+    if not seen.all():  # a prompt with no observed LLM cannot be routed or scored
+        if probs is not None:
+            probs = np.asarray(probs, dtype=np.float64)[seen]
+        t, s = t[seen], s[seen]
+        _nonempty(t.shape[0], "routereval_metrics (prompts with an observed LLM)")
     picks = _argmax(s)
     mu = float(np.nanmean(picked_scores(picks, t)))
     ref = _reference_value(reference, None)
@@ -282,7 +296,7 @@ def success_matrix(truth, threshold: float = 0.5, relative: float | None = None)
 
 
 def _ranked(pred_scores, t: np.ndarray, k: int | None) -> np.ndarray:
-    s = _scores(pred_scores, t.shape)
+    s = _scores(pred_scores, t)
     kk = t.shape[1] if k is None else k
     return topk_scores(s.astype(np.float32), kk)[0]
 
@@ -478,7 +492,7 @@ def quality_cost_curve(truth, costs, pred_scores=None, picks_fn: Callable | None
     if lambdas is None:
         lambdas = np.r_[0.0, np.logspace(-3, 3, 31)]
     scale = float(C.max()) or 1.0
-    s = None if pred_scores is None else _scores(pred_scores, t.shape)
+    s = None if pred_scores is None else _scores(pred_scores, t)
     rows = np.arange(t.shape[0])
     out = []
     for lam in lambdas:
