@@ -172,8 +172,8 @@ class KnnRouter(_TunedRouter):
         self.k_grid = k_grid
 
     def _nn(self):
-        from sklearn.neighbors import NearestNeighbors
-        return NearestNeighbors(metric="cosine", algorithm="brute").fit(self.X_train_)
+        """Unit-normalised training features: cosine similarity is then a dot product."""
+        return _unit_rows(self.X_train_)
 
     def _fit(self, records, X, val, X_val):
         if int(self.k) < 1:
@@ -196,9 +196,20 @@ class KnnRouter(_TunedRouter):
             self.k_ = int(_pick_best(self.val_mu_))
 
     def _neighbours(self, X, k):
+        """Exact k nearest training prompts by cosine, ties by training position.
+
+        A blocked dot product with the unit-normalised training features and the
+        retrieval layer's top-k (the same ranking rule as everywhere in llmrec);
+        equal to scikit-learn's brute-force cosine neighbours up to ties, and several
+        times faster for single prompts (no per-call input validation).
+        """
+        from ..retrieval import topk_scores
         k = min(int(k), self.X_train_.shape[0])
-        return self.nn_.kneighbors(np.asarray(X, dtype=np.float32), n_neighbors=k,
-                                   return_distance=False)
+        Q = _unit_rows(np.asarray(X, dtype=np.float32))
+        out = np.empty((Q.shape[0], k), dtype=np.int64)
+        for s in range(0, Q.shape[0], 1024):  # bounded memory: (block, n_train)
+            out[s:s + 1024] = topk_scores(Q[s:s + 1024] @ self.nn_.T, k)[0]
+        return out
 
     def _aggregate(self, idx: np.ndarray) -> np.ndarray:
         n, m = idx.shape[0], self.Y_.shape[1]
@@ -246,6 +257,11 @@ class KnnRouter(_TunedRouter):
         self.k_ = int(state["k"])
         self._set_tuning_state(state, int)
         self.nn_ = self._nn()
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 # ------------------------------------------------------------------- linear
