@@ -40,7 +40,7 @@ from llmrec.data import PerformanceRecords
 from llmrec.encoders import Encoder, TfidfEncoder
 from llmrec.routers import make_router
 
-DATA = Path(os.environ.get("LLMREC_SHARED_DATA", Path(__file__).resolve().parents[3]
+DATA = Path(os.environ.get("LLMREC_SHARED_DATA", Path(__file__).resolve().parents[2]
                            / "shared" / "data")) / "mmlu_pro"
 MINILM_CACHE = Path("/tmp/mmlu_pro_minilm.npy")
 
