@@ -447,8 +447,13 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
     which is what they would do in production. Test prompts carry every LLM.
 
     Extra columns: ``adds_llms`` (whether the router folded the new LLMs in),
-    ``new_llm_share`` (share of test prompts routed to a new LLM) and
-    ``oracle_new_share`` (the same for the oracle's picks).
+    ``new_llm_share`` (share of test prompts routed to a new LLM),
+    ``oracle_new_share`` (the same for the oracle's picks) and, for routers that add
+    LLMs: ``new_llm_auc`` (mean over the new LLMs of the ROC AUC of their predicted
+    scores against their test outcomes, success = score >= 0.5; does the fitted vector
+    separate right from wrong answers?), ``mu_kept_only`` (mu of the same router
+    routing among the kept LLMs only) and ``mu_gain_new`` (mu - mu_kept_only: does
+    adding the new LLMs lower quality?).
 
     Examples
     --------
@@ -486,6 +491,8 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
                 row.update(adds_llms=adds or probe_r.needs_truth,
                            new_llm_share=float(new_mask[picks].mean()),
                            fit_score_seconds=secs)
+                if adds:
+                    row.update(_new_llm_figures(S, truth, new_mask))
                 shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
             except LLMRecError as e:
                 row = _failed(label, e)
@@ -496,6 +503,21 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
     return ProtocolResult(tidy, tidy.set_index("router"), {
         "held_out": s.held_out, "kept": s.kept, "n_probe": int(s.probe.n_prompts),
         "selection_share": shares, "llms": all_names, "reference": ref})
+
+
+def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+    aucs = []
+    for j in np.flatnonzero(new_mask):
+        ok = ~np.isnan(truth[:, j]) & np.isfinite(S[:, j])
+        y = truth[ok, j] >= 0.5
+        if ok.sum() and 0 < y.sum() < len(y):
+            aucs.append(roc_auc_score(y, S[ok, j]))
+    kept = np.where(new_mask[None, :], -np.inf, S)
+    mu_all = M.routereval_metrics(S, truth)["mu"]
+    mu_kept = M.routereval_metrics(kept, truth)["mu"]
+    return {"new_llm_auc": float(np.mean(aucs)) if aucs else float("nan"),
+            "mu_kept_only": mu_kept, "mu_gain_new": mu_all - mu_kept}
 
 
 # ------------------------------------------------------------------- scaling
