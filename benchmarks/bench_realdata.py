@@ -6,6 +6,8 @@ Runs, each into ``benchmarks/realdata/<job>/`` (results.json, results.md, PNGs):
   3, 5, 10 and all 29, groups all_strong / all_weak / strong_to_weak, bootstrap CIs.
 * ``mmlu-cold``: MMLU-Pro cold-prompt split (80/10/10, seed 42): mu, Vb, Hit@3.
 * ``mmlu-scaling``: the model-level scaling curve (pool sizes 2..29).
+* ``mmlu-cold-llm``: three LLMs held out of MMLU-Pro, added from 50 probe prompts each
+  (``add_llm``): AUC of their predicted scores, mu with and without them.
 * ``routerdc``: RouterDC split2_model7 with its own train/test files (val = 10% of train).
 * ``routerbench``: RouterBench subsets with per-record costs (quality-cost curve, AIQ).
 * ``llmrouter``: LLMRouter with per-LLM prices.
@@ -57,7 +59,7 @@ SPECS = {
 }
 SCALING_ROUTERS = ["best-single", "knn-tuned", "linear", "cluster", "als", "textmf", "twotower",
                    "oracle", "random"]
-JOBS = ["mmlu-cold", "mmlu-routereval", "mmlu-scaling", "routerdc", "routerbench", "llmrouter",
+JOBS = ["mmlu-cold", "mmlu-routereval", "mmlu-scaling", "mmlu-cold-llm", "routerdc", "routerbench", "llmrouter",
         "routellm"]
 
 
@@ -93,6 +95,14 @@ def run_job(job: str, encoder, routers, out_root: Path, seed: int) -> dict:
         rs = [r for r in routers if (r if isinstance(r, str) else r[0]) in SCALING_ROUTERS]
         return run_bench("mmlu-pro", rs, protocol="scaling", sizes=[2, 3, 5, 10, 15, 20, 29],
                          n_repeats=3, **common)
+    if job == "mmlu-cold-llm":
+        # three LLMs of different strength held out; each added from 50 probe prompts
+        rs = [r for r in routers if (r if isinstance(r, str) else r[0]) in
+              ("best-single", "knn-tuned", "linear", "als", "lightfm", "textmf", "twotower",
+               "oracle", "random")]
+        return run_bench("mmlu-pro", rs, protocol="cold-llm", n_boot=200,
+                         held_out=["Llama-2-13b-hf", "Meta-Llama-3-8B", "Qwen1.5-72B-Chat"],
+                         n_probe=50, **common)
     if job in ("routerdc", "routerbench", "llmrouter"):
         rec = load(job)
         return run_bench(rec, routers, protocol="cold-prompt", n_boot=1000,
