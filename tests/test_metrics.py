@@ -232,3 +232,13 @@ def test_routing_is_among_observed_llms_only():
     m2 = routereval_metrics(np.vstack([pred, [1.0, 2.0, 3.0]]),
                             np.vstack([truth, [np.nan] * 3]))
     assert m2["mu"] == 0.0 and np.isfinite(m2["ep"])
+
+
+def test_route_picks_and_bootstrap_use_the_same_rule_as_mu():
+    import numpy as np
+    from llmrec.evaluation.metrics import picked_scores, route_picks, routereval_metrics
+    truth = np.array([[np.nan, 1.0, 0.0], [1.0, 0.0, np.nan]])
+    pred = np.array([[9.0, 0.2, 0.5], [0.1, 0.3, 0.9]])
+    picks = route_picks(pred, truth)
+    assert picks.tolist() == [2, 1]
+    assert np.nanmean(picked_scores(picks, truth)) == routereval_metrics(pred, truth)["mu"]

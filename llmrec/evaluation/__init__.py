@@ -6,13 +6,13 @@ routers and matplotlib): ``from llmrec.evaluation.protocols import ...``.
 
 from .metrics import (REFERENCE_SCORES, aiq, apgr, bootstrap_ci, cascade_metrics,
                       entropy_bits, hit_at_k, hits_per_prompt, mrr, ndcg_at_k, oracle_mix_metrics,
-                      paired_test, picked_scores, quality_cost_curve, recall_at_k,
+                      paired_test, picked_scores, quality_cost_curve, recall_at_k, route_picks,
                       routereval_metrics, selection_entropy_bits, selection_share,
                       softmax_entropy_bits, success_matrix)
 
 __all__ = ["REFERENCE_SCORES", "aiq", "apgr", "bootstrap_ci", "cascade_metrics",
            "entropy_bits", "hit_at_k", "hits_per_prompt", "mrr", "ndcg_at_k", "oracle_mix_metrics",
-           "paired_test", "picked_scores", "quality_cost_curve", "recall_at_k",
+           "paired_test", "picked_scores", "quality_cost_curve", "recall_at_k", "route_picks",
            "routereval_metrics", "selection_entropy_bits", "selection_share",
            "softmax_entropy_bits", "success_matrix"]
 

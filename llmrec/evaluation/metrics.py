@@ -92,6 +92,21 @@ def _nonempty(n: int, what: str):
         raise DataFormatError(f"{what}: no prompts to evaluate")
 
 
+def route_picks(pred_scores, truth) -> np.ndarray:
+    """Each prompt's routed LLM: the argmax of its scores among the LLMs observed on it.
+
+    The routing rule every metric here uses (ties: lowest position).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> route_picks(np.array([[3.0, 1.0, 2.0]]), np.array([[np.nan, 0.0, 1.0]]))
+    array([2])
+    """
+    t = _truth(truth)
+    return _argmax(_scores(pred_scores, t))
+
+
 def picked_scores(picks, truth) -> np.ndarray:
     """True score of each prompt's picked LLM (NaN where that cell is unobserved).
 

@@ -182,7 +182,7 @@ def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draw
         else:
             m = M.routereval_metrics(S, truth, reference=reference,
                                      probs=_selection_probs(name, router, S, truth))
-        picks = np.argmax(np.where(np.isnan(S), -np.inf, S), axis=1)
+        picks = M.route_picks(S, truth)  # the same rule as mu: among observed LLMs
         row = {"router": label, **{c: m[c] for c in METRIC_COLUMNS}}
         stochastic = name == "oracle-mix"
         if stochastic:  # expected score per prompt: p * oracle + (1 - p) * mean of the row
