@@ -45,7 +45,8 @@ from llmrec.datasets import load  # noqa: E402
 from llmrec.evaluation import run_bench  # noqa: E402
 
 ALL_ROUTERS = ["best-single", "knn", "knn-tuned", "linear", "mlp", "cluster", "mlc", "als", "bpr",
-               "lightfm", "textmf", "twotower", "oracle", "random"]
+               "lightfm", "textmf", "twotower", "textmf+category", "twotower+category",
+               "oracle", "random"]
 # Settings: grids are searched on the validation prompts only (never on test).
 # "knn" is RouterEval's PRknn as published (k=5); "knn-tuned" picks k on validation.
 # LightFM with dense 384-d prompt features costs O(features x factors) per record:
@@ -56,6 +57,9 @@ SPECS = {
     "cluster": ("cluster", "cluster", {"n_clusters_grid": [4, 8, 14, 32]}),
     "mlc": ("mlc", "mlc", {"C_grid": [0.01, 0.1, 1.0]}),
     "lightfm": ("lightfm", "lightfm", {"epochs": 5}),
+    # the prompt's category / benchmark one-hot appended to the embedding
+    "textmf+category": ("textmf+category", "textmf", {"side_features": ("category",)}),
+    "twotower+category": ("twotower+category", "twotower", {"side_features": ("category",)}),
 }
 SCALING_ROUTERS = ["best-single", "knn-tuned", "linear", "cluster", "als", "textmf", "twotower",
                    "oracle", "random"]

@@ -65,6 +65,9 @@ def router_specs(routers) -> list[tuple[str, str, dict]]:
     """Normalise ``routers`` to ``[(label, registry name, params)]``.
 
     Accepts names, ``(name, params)`` pairs and ``(label, name, params)`` triples.
+    The parameter ``side_features`` (e.g. ``("category",)``) is not a constructor
+    argument: it is passed to ``fit`` (prompt side features, see
+    :class:`~llmrec.encoders.PromptFeaturizer`).
 
     Examples
     --------
@@ -94,8 +97,12 @@ def router_specs(routers) -> list[tuple[str, str, dict]]:
         raise ConfigError("no routers given")
     from ..routers import make_router
     for _, name, params in out:  # unknown names or parameters fail now, not mid-run
-        make_router(name, **params)
+        make_router(name, **_ctor(params))
     return out
+
+
+def _ctor(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k != "side_features"}
 
 
 def _any_needs_text(specs) -> bool:
@@ -126,7 +133,7 @@ def shared_encoder(records: PerformanceRecords, train: PerformanceRecords, encod
 
 def _make(name: str, params: dict, seed: int):
     from ..routers import make_router
-    r = make_router(name, **params)
+    r = make_router(name, **_ctor(params))
     names = r._param_names()
     for p in ("random_state", "seed"):
         if p in names and p not in params:
@@ -144,7 +151,8 @@ def _fit_score(name, params, seed, train, val, test, encoder, add=None):
     if r.needs_text and encoder is None:
         raise DataFormatError(f"router {name!r} needs prompt text, and these records have "
                               "none; use a router with needs_text=False or add texts")
-    r.fit(train, encoder=encoder, val_records=val, show_progress=False)
+    r.fit(train, encoder=encoder, val_records=val, show_progress=False,
+          side_features=tuple(params.get("side_features", ())))
     if add is not None:
         probe, names = add
         for n in names:
