@@ -608,6 +608,7 @@ class PerformanceRecords:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        _chmod_like_mkdir(tmp)  # mkdtemp makes 0700; a saved directory is shared like any other
         try:
             self.to_long().to_parquet(tmp / "records.parquet", index=False)
             _table_for_parquet(self.prompts).to_parquet(tmp / "prompts.parquet", index=False)
@@ -710,3 +711,10 @@ def _table_for_parquet(df: pd.DataFrame) -> pd.DataFrame:
                 out[col] = vals.map(lambda v: json.dumps(v) if isinstance(v, (list, dict, tuple))
                                     else v)
     return out
+
+
+def _chmod_like_mkdir(path) -> None:
+    """Give a directory the permissions ``mkdir`` would (0777 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)

@@ -402,6 +402,7 @@ class Router:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
+        _chmod_like_mkdir(tmp)  # mkdtemp makes 0700; a saved directory is shared like any other
         try:
             state, arrays = self._get_state()
             np.savez(tmp / "router.npz", **arrays)
@@ -549,3 +550,10 @@ def _jsonable(obj):
     if isinstance(obj, np.floating):
         return float(obj)
     return obj
+
+
+def _chmod_like_mkdir(path) -> None:
+    """Give a directory the permissions ``mkdir`` would (0777 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
