@@ -179,7 +179,7 @@ def _reference_value(reference, dataset) -> float | None:
     if reference is None:
         return None
     if isinstance(reference, str):
-        key = reference.lower()
+        key = reference.lower().replace("-", "_")
         if key not in REFERENCE_SCORES:
             raise ConfigError(f"no reference score for benchmark {reference!r}; known: "
                               f"{sorted(REFERENCE_SCORES)}; pass a number instead")

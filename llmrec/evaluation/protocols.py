@@ -328,8 +328,16 @@ def routereval_table(tidy: pd.DataFrame) -> pd.DataFrame:
 def _default_reference(records, reference):
     if reference is not None:
         return reference
-    nm = (records.name or "").lower()
-    return nm if nm in M.REFERENCE_SCORES else None
+    # the records' name ("mmlu-pro") or their single benchmark ("mmlu_pro")
+    names = [records.name or ""]
+    bench = records.prompts["benchmark"].dropna().astype(str).unique()
+    if len(bench) == 1:
+        names.append(bench[0])
+    for nm in names:
+        key = nm.lower().replace("-", "_")
+        if key in M.REFERENCE_SCORES:
+            return key
+    return None
 
 
 def _order(df: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:
