@@ -146,30 +146,38 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
         w = np.where(from_topic, rng.choice(words_t, size=k), rng.choice(filler, size=k))
         texts.append(" ".join(w).capitalize() + "?")
 
-    # scores, in blocks of prompts
-    rows, cols, vals = [], [], []
+    # scores, in blocks of prompts, straight into CSR arrays (int32 column indices,
+    # no COO intermediate), so RouterEval-sized dense sets fit in memory
+    counts, cols, vals = [], [], []
     for start in range(0, n_prompts, block_size):
         stop = min(start + block_size, n_prompts)
         logit = ability[None, :] + mix[start:stop] @ skills.T - difficulty[start:stop, None]
         p = 1.0 / (1.0 + np.exp(-logit))
+        del logit
         if density < 1:
-            r, c = np.nonzero(rng.random(p.shape) < density)
+            keep = rng.random(p.shape) < density
+            r, c = np.nonzero(keep)  # row-major: rows ascending, columns ascending
+            counts.append(keep.sum(axis=1))
+            pv = p[r, c]
+            del keep, r
         else:
-            r, c = np.divmod(np.arange(p.size), p.shape[1])
-        pv = p[r, c]
+            counts.append(np.full(stop - start, n_llms))
+            c = np.tile(np.arange(n_llms, dtype=np.int32), stop - start)
+            pv = p.ravel()
         if binary:
             v = (rng.random(pv.shape) < pv).astype(np.float32)
         else:
             v = np.clip(pv + rng.normal(0, 0.05, size=pv.shape), 0.0, 1.0).astype(np.float32)
-        rows.append((r + start).astype(np.int32))
-        cols.append(c.astype(np.int32))
+        cols.append(c.astype(np.int32, copy=False))
         vals.append(v)
-        del logit, p
-    r = np.concatenate(rows)
-    c = np.concatenate(cols)
-    v = np.concatenate(vals)
-    scores = sp.csr_matrix((v, (r, c)), shape=(n_prompts, n_llms), dtype=np.float32)
-    observed = sp.csr_matrix((np.ones(len(v), bool), (r, c)), shape=(n_prompts, n_llms))
+        del p, pv
+    indptr = np.zeros(n_prompts + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts), out=indptr[1:])
+    if indptr[-1] < 2 ** 31 - 1:
+        indptr = indptr.astype(np.int32)
+    scores = sp.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr),
+                           shape=(n_prompts, n_llms))
+    del cols, vals
 
     width = max(4, len(str(n_prompts - 1)))
     prompts = pd.DataFrame({
@@ -190,5 +198,5 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
         "provider": [f"provider-{j % 5}" for j in range(n_llms)],
         "ability": ability,
     })
-    return PerformanceRecords(scores, prompts, llms, observed=observed, score_range=(0.0, 1.0),
+    return PerformanceRecords(scores, prompts, llms, score_range=(0.0, 1.0),
                               name=f"synthetic(seed={seed})")
