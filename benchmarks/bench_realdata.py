@@ -61,8 +61,7 @@ SPECS = {
     "textmf+category": ("textmf+category", "textmf", {"side_features": ("category",)}),
     "twotower+category": ("twotower+category", "twotower", {"side_features": ("category",)}),
 }
-SCALING_ROUTERS = ["best-single", "knn-tuned", "linear", "cluster", "als", "textmf", "twotower",
-                   "oracle", "random"]
+SCALING_ROUTERS = ALL_ROUTERS  # every router, with the oracle and random bounds
 JOBS = ["mmlu-cold", "mmlu-routereval", "mmlu-scaling", "mmlu-cold-llm", "routerdc", "routerbench", "llmrouter",
         "routellm"]
 
