@@ -100,9 +100,10 @@ def run_job(job: str, encoder, routers, out_root: Path, seed: int) -> dict:
                          n_repeats=3, **common)
     if job == "mmlu-cold-llm":
         # three LLMs of different strength held out; each added from 50 probe prompts
-        rs = [r for r in routers if (r if isinstance(r, str) else r[0]) in
-              ("best-single", "knn-tuned", "linear", "als", "lightfm", "textmf", "twotower",
-               "oracle", "random")]
+        # no validation prompts here, so routers with validation grids run untuned
+        rs = ["best-single", "knn", "linear", "als", "lightfm", "textmf", "twotower",
+              "oracle", "random"]
+        rs = [SPECS["lightfm"] if r == "lightfm" else r for r in rs]
         return run_bench("mmlu-pro", rs, protocol="cold-llm", n_boot=200,
                          held_out=["Llama-2-13b-hf", "Meta-Llama-3-8B", "Qwen1.5-72B-Chat"],
                          n_probe=50, **common)
