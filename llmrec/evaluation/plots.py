@@ -30,8 +30,30 @@ def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(os.fspath(path), format="png")
+    fig.savefig(os.fspath(path), format="png", bbox_inches="tight")
     return path
+
+
+def _legend(ax):
+    n = len(ax.get_legend_handles_labels()[1])
+    if n > 8:  # many routers: a legend beside the axes, not over the curves
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8)
+
+
+def _style(i: int, label: str) -> dict:
+    """Distinct colours for many routers (tab20), dashed black/gray for the bounds."""
+    if label == "oracle":
+        return {"color": "black", "ls": "--"}
+    if label == "random":
+        return {"color": "gray", "ls": "--"}
+    import matplotlib
+    cmap = matplotlib.colormaps["tab20"]
+    # strong shades first, then light ones; tab20's grays (14, 15) are left to the bounds
+    order = [j for j in range(0, 20, 2) if j != 14] + [j for j in range(1, 20, 2) if j != 15]
+    return {"color": cmap(order[i % len(order)]),
+            "ls": ("-", "-.", ":")[(i // len(order)) % 3]}
 
 
 def plot_scaling(tidy: pd.DataFrame, path, metric: str = "mu", title: str | None = None) -> Path:
@@ -54,12 +76,11 @@ def plot_scaling(tidy: pd.DataFrame, path, metric: str = "mu", title: str | None
                                   "scaling_curve(...).tidy")
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
-    for router, g in tidy.dropna(subset=[metric]).groupby("router", sort=False):
+    groups = tidy.dropna(subset=[metric]).groupby("router", sort=False)
+    for i, (router, g) in enumerate(groups):
         s = g.groupby("m")[metric].agg(["mean", "std"]).fillna({"std": 0.0})
-        bound = router in ("oracle", "random")
-        (line,) = ax.plot(s.index, s["mean"], ls="--" if bound else "-", marker="o", ms=3,
-                          label=router, color="gray" if router == "random" else
-                          ("black" if router == "oracle" else None))
+        (line,) = ax.plot(s.index, s["mean"], marker="o", ms=3, label=router,
+                          **_style(i, router))
         ax.fill_between(s.index, s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.15,
                         color=line.get_color())
     ax.set_xlabel("number of candidate LLMs (m)")
@@ -68,7 +89,7 @@ def plot_scaling(tidy: pd.DataFrame, path, metric: str = "mu", title: str | None
         ax.set_xscale("log")
     ax.set_title(title or f"Routing quality vs pool size ({metric})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _save(fig, path)
 
 
@@ -89,9 +110,9 @@ def plot_quality_cost(curves: Mapping[str, pd.DataFrame], path, title: str | Non
         raise DataFormatError("plot_quality_cost: no curves (LLM costs unknown?)")
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
-    for label, df in curves.items():
+    for i, (label, df) in enumerate(curves.items()):
         d = pd.DataFrame(df).sort_values("cost")
-        ax.plot(d["cost"], d["quality"], marker=".", label=label)
+        ax.plot(d["cost"], d["quality"], marker=".", label=label, **_style(i, label))
     if llm_points is not None and len(llm_points):
         ax.scatter(llm_points["cost"], llm_points["quality"], marker="x", color="gray",
                    label="single LLMs", zorder=3)
@@ -99,7 +120,7 @@ def plot_quality_cost(curves: Mapping[str, pd.DataFrame], path, title: str | Non
     ax.set_ylabel("mean true score")
     ax.set_title(title or "Quality vs cost (cost weight swept)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return _save(fig, path)
 
 
