@@ -132,7 +132,8 @@ def write_results(sections: list[str]) -> None:
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     body = ("<!-- bench_realdata -->\n## Router quality on real data (`bench_realdata.py`)\n\n"
-            f"Machine: {machine()}. Each job below names its command and date. "
+            f"Machine: {machine()}. Each job below names its command and date; all were "
+            "run with `OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1`. "
             "Full outputs (results.json with every figure, settings, versions and seed; "
             "PNG plots) in `benchmarks/realdata/<job>/`.\n\n"
             + "\n\n".join(sections) + "\n<!-- /bench_realdata -->")
