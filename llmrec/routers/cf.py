@@ -141,14 +141,20 @@ class ALSRouter(_ImplicitMFRouter):
         L2 penalty of the ridge / MLP map.
     map_k : int
         Neighbours of the kNN fold-in.
+    new_llm_prior : float
+        Strength of the pull of an added LLM's vector toward the mean LLM vector,
+        relative to its probe data (0: the plain item step).
     random_state : int
 
     Notes
     -----
     New LLMs (:meth:`add_llm`): the probe prompts are placed in factor space by the
     feature map, and the new LLM's vector is the ALS item step restricted to them,
-    ``v = (Q^T C Q + regularization I)^{-1} Q^T C p`` with the probe outcomes' own
-    preferences ``p`` and confidences ``C``; every other vector stays frozen.
+    shrunk toward the mean LLM vector ``v_bar``:
+    ``v = (Q^T C Q + lam I)^{-1} (Q^T C p + lam v_bar)`` with the probe outcomes' own
+    preferences ``p`` and confidences ``C``, and
+    ``lam = new_llm_prior * trace(Q^T C Q) / factors + regularization``; every other
+    vector stays frozen.
 
     Examples
     --------
@@ -167,7 +173,9 @@ class ALSRouter(_ImplicitMFRouter):
     def __init__(self, factors: int = 32, regularization: float = 0.1, alpha: float = 2.0,
                  neg_alpha: float | None = None, iterations: int = 15,
                  success_threshold: float = 0.5, user_map: str = "ridge",
-                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0):
+                 map_alpha: float = 1.0, map_k: int = 20, new_llm_prior: float = 0.1,
+                 random_state: int = 0):
+        self.new_llm_prior = new_llm_prior
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -211,8 +219,16 @@ class ALSRouter(_ImplicitMFRouter):
         y = np.asarray(y, dtype=np.float32)
         ok = y >= self.success_threshold
         conf = np.abs(self._confidences(y, ok)).astype(np.float64)
-        A = Q.T @ (conf[:, None] * Q) + float(self.regularization) * np.eye(Q.shape[1])
-        b = Q.T @ (conf * ok)
+        if self.new_llm_prior < 0:
+            raise ConfigError(f"new_llm_prior must be >= 0, got {self.new_llm_prior}")
+        # shrink toward the mean LLM vector: the probe prompts' vectors come from the
+        # feature map (ridge-shrunk), so an unshrunk fit runs hotter than the LLMs
+        # fitted against the true factors
+        vbar = self.item_factors_.mean(axis=0).astype(np.float64)
+        G = Q.T @ (conf[:, None] * Q)
+        lam = float(self.new_llm_prior) * np.trace(G) / Q.shape[1] + float(self.regularization)
+        A = G + lam * np.eye(Q.shape[1])
+        b = Q.T @ (conf * ok) + lam * vbar
         v = np.linalg.solve(A, b).astype(np.float32)
         self.item_factors_ = np.vstack([self.item_factors_, v[None, :]])
 
