@@ -16,8 +16,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmrec.encoders import TfidfEncoder
 from llmrec.errors import CapabilityError, ConfigError, NotFittedError, UnknownIdError
 from llmrec.routers import Router, load_router
+
+def small_encoder() -> TfidfEncoder:
+    """A light TF-IDF encoder (small hashing space and SVD) that keeps router tests fast."""
+    return TfidfEncoder(dim=32, n_features=2 ** 12)
+
 
 NEW_PROMPTS = ["solve the quadratic equation for the variable root",
                "which court ruling on contract liability applies",

@@ -14,13 +14,9 @@ from llmrec.errors import ConfigError, NotFittedError
 from llmrec.routers import available_routers, load_router, make_router
 from llmrec.routers.coldstart import FeatureToFactorMap
 
-from .router_conformance import RouterConformance
+from .router_conformance import RouterConformance, small_encoder
 
-SMALL = {"encoder": TfidfEncoder(dim=32, n_features=2 ** 12)}
-
-
-def small_encoder():
-    return TfidfEncoder(dim=32, n_features=2 ** 12)
+SMALL = {"encoder": small_encoder()}
 
 
 class TestALS(RouterConformance):

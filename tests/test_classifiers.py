@@ -9,20 +9,14 @@ import pytest
 
 from llmrec.data import PerformanceRecords
 from llmrec.datasets import make_synthetic
-from llmrec.encoders import TfidfEncoder
 from llmrec.errors import ConfigError, ModelFormatError
 from llmrec.routers import load_router, make_router
 from llmrec.routers.classifiers import routereval95_labels, validation_mu
 
-from .router_conformance import RouterConformance
+from .router_conformance import RouterConformance, small_encoder
 
 
-def small():
-    """A light encoder: the default TF-IDF (256 x 2**18 SVD basis) is too heavy for tests."""
-    return TfidfEncoder(dim=32, n_features=2 ** 12)
-
-
-SMALL = {"encoder": small()}
+SMALL = {"encoder": small_encoder()}
 
 
 class TestKnn(RouterConformance):
@@ -107,7 +101,7 @@ def test_knn_equals_brute_force():
 def test_knn_routereval_semantics(synth_split):
     """Default k=5, cosine neighbours, mean of their scores, argmax pick."""
     train, test = synth_split
-    r = make_router("knn").fit(train, encoder=small())
+    r = make_router("knn").fit(train, encoder=small_encoder())
     assert r.k_ == 5
     Xtr, Xte = r.features(train), r.features(test)
     sim = (Xte / np.linalg.norm(Xte, axis=1, keepdims=True)) @ \
@@ -130,23 +124,23 @@ def test_knn_all_neighbours_unobserved_falls_back_to_llm_mean():
 
 def test_knn_k_larger_than_train_and_bad_k(synth):
     four = synth.select_prompts(range(4))
-    S = make_router("knn", k=50).fit(four, encoder=small()).score(["x"])
+    S = make_router("knn", k=50).fit(four, encoder=small_encoder()).score(["x"])
     np.testing.assert_allclose(S[0], four.dense().mean(axis=0), rtol=1e-5)
     with pytest.raises(ConfigError, match="k must be"):
-        make_router("knn", k=0).fit(four, encoder=small())
+        make_router("knn", k=0).fit(four, encoder=small_encoder())
 
 
 def test_knn_k_grid_picks_best_on_validation(synth_split):
     train, test = synth_split
     val = test.select_prompts(range(40))
-    r = make_router("knn", k_grid=[1, 5, 25]).fit(train, encoder=small(), val_records=val)
+    r = make_router("knn", k_grid=[1, 5, 25]).fit(train, encoder=small_encoder(), val_records=val)
     assert set(r.val_mu_) == {1, 5, 25}
     assert r.k_ == max(r.val_mu_, key=lambda k: (r.val_mu_[k], -k))
     for kk, mu in r.val_mu_.items():
-        S = make_router("knn", k=kk).fit(train, encoder=small()).score(val)
+        S = make_router("knn", k=kk).fit(train, encoder=small_encoder()).score(val)
         assert mu == pytest.approx(validation_mu(S, val.dense()))
     with pytest.raises(ConfigError, match="val_records"):
-        make_router("knn", k_grid=[1, 5]).fit(train, encoder=small())
+        make_router("knn", k_grid=[1, 5]).fit(train, encoder=small_encoder())
 
 
 # ------------------------------------------------------------------ cluster
@@ -175,9 +169,9 @@ def test_cluster_picks_per_cluster_best():
 def test_cluster_errors_and_grid(synth_split):
     train, test = synth_split
     with pytest.raises(ConfigError, match="exceeds"):
-        make_router("cluster", n_clusters=10_000).fit(train, encoder=small())
+        make_router("cluster", n_clusters=10_000).fit(train, encoder=small_encoder())
     r = make_router("cluster", n_clusters_grid=[2, 4], n_init=1).fit(
-        train, encoder=small(), val_records=test.select_prompts(range(40)))
+        train, encoder=small_encoder(), val_records=test.select_prompts(range(40)))
     assert r.n_clusters_ in (2, 4) and r.cluster_centers_.shape[0] == r.n_clusters_
     assert r.predict_cluster(["solve the equation"]).shape == (1,)
 
@@ -193,7 +187,7 @@ def test_routereval95_labels():
 
 def test_mlc_routereval95_continuous(synth):
     cont = make_synthetic(300, 5, n_topics=3, seed=2, binary=False)
-    r = make_router("mlc", label_rule="routereval95").fit(cont, encoder=small())
+    r = make_router("mlc", label_rule="routereval95").fit(cont, encoder=small_encoder())
     y, obs = r.labels(cont)
     np.testing.assert_array_equal(y, routereval95_labels(cont.dense()))
     assert y.any(axis=1).all()  # every prompt has its best LLM as a positive
@@ -243,7 +237,7 @@ def test_llm_without_records_scores_minus_inf():
 
 def test_linear_add_llm(synth_split):
     train, test = synth_split
-    r = make_router("linear").fit(train.select_llms(train.llm_names[:-1]), encoder=small())
+    r = make_router("linear").fit(train.select_llms(train.llm_names[:-1]), encoder=small_encoder())
     new = train.llm_names[-1]
     r.add_llm(new, test)
     assert r.llm_names_[-1] == new and r.score(["x"]).shape == (1, train.n_llms)
@@ -253,31 +247,31 @@ def test_mlp_masked_and_continuous_with_early_stopping():
     cont = make_synthetic(300, 5, n_topics=3, seed=3, binary=False, density=0.7)
     train, val = cont.select_prompts(range(240)), cont.select_prompts(range(240, 300))
     r = make_router("mlp", hidden_layer_sizes=(16,), max_epochs=30, patience=3,
-                    learning_rate=1e-2).fit(train, encoder=small(), val_records=val)
+                    learning_rate=1e-2).fit(train, encoder=small_encoder(), val_records=val)
     assert 1 <= r.best_epoch_ <= r.n_epochs_ <= 30
     assert r.val_mu_[r.best_epoch_] == max(r.val_mu_.values())
     assert validation_mu(r.score(val), val.dense()) == pytest.approx(
         r.val_mu_[r.best_epoch_], abs=1e-6)
     with pytest.raises(ConfigError, match="max_epochs"):
-        make_router("mlp", max_epochs=0).fit(train, encoder=small())
+        make_router("mlp", max_epochs=0).fit(train, encoder=small_encoder())
 
 
 def test_tuning_grids_need_validation(synth):
     for name, grid in (("linear", "alpha_grid"), ("cluster", "n_clusters_grid"),
                        ("mlc", "C_grid")):
         with pytest.raises(ConfigError, match="val_records"):
-            make_router(name, **{grid: [1, 2]}).fit(synth, encoder=small())
+            make_router(name, **{grid: [1, 2]}).fit(synth, encoder=small_encoder())
         with pytest.raises(ConfigError, match="empty"):
-            make_router(name, **{grid: []}).fit(synth, encoder=small(), val_records=synth)
+            make_router(name, **{grid: []}).fit(synth, encoder=small_encoder(), val_records=synth)
 
 
 def test_linear_and_mlc_grids(synth_split):
     train, test = synth_split
     val = test.select_prompts(range(40))
-    r = make_router("linear", alpha_grid=[0.01, 10.0]).fit(train, encoder=small(),
+    r = make_router("linear", alpha_grid=[0.01, 10.0]).fit(train, encoder=small_encoder(),
                                                           val_records=val)
     assert r.alpha_ in (0.01, 10.0) and len(r.val_mu_) == 2
-    m = make_router("mlc", C_grid=[0.1, 10.0]).fit(train, encoder=small(), val_records=val)
+    m = make_router("mlc", C_grid=[0.1, 10.0]).fit(train, encoder=small_encoder(), val_records=val)
     assert m.C_ in (0.1, 10.0)
 
 
@@ -288,7 +282,7 @@ def test_linear_and_mlc_grids(synth_split):
 def test_persistence_without_pickle(synth_split, tmp_path, name, params):
     train, test = synth_split
     kw = {"val_records": test.select_prompts(range(30))} if "k_grid" in params else {}
-    r = make_router(name, **params).fit(train, encoder=small(), **kw)
+    r = make_router(name, **params).fit(train, encoder=small_encoder(), **kw)
     r.save(tmp_path / name)
     with np.load(tmp_path / name / "router.npz", allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)
@@ -304,7 +298,7 @@ def test_persistence_without_pickle(synth_split, tmp_path, name, params):
 
 
 def test_corrupt_state_is_a_model_format_error(synth, tmp_path):
-    r = make_router("cluster", n_clusters=2, n_init=1).fit(synth, encoder=small())
+    r = make_router("cluster", n_clusters=2, n_init=1).fit(synth, encoder=small_encoder())
     r.save(tmp_path / "c")
     man = json.loads((tmp_path / "c" / "manifest.json").read_text())
     np.savez(tmp_path / "c" / "router.npz", centers=np.zeros((2, 3), np.float32))
@@ -320,7 +314,7 @@ def test_mlp_leaves_global_torch_rng_alone(synth):
     torch.manual_seed(123)
     a = torch.rand(3)
     torch.manual_seed(123)
-    make_router("mlp", hidden_layer_sizes=(4,), max_epochs=1).fit(synth, encoder=small())
+    make_router("mlp", hidden_layer_sizes=(4,), max_epochs=1).fit(synth, encoder=small_encoder())
     np.testing.assert_array_equal(torch.rand(3).numpy(), a.numpy())
 
 
@@ -330,7 +324,7 @@ def test_mlp_leaves_global_torch_rng_alone(synth):
 def test_continuous_scores_route_better_than_random(name, params):
     cont = make_synthetic(500, 6, n_topics=4, seed=4, binary=False, density=0.8)
     train, test = cont.select_prompts(range(400)), cont.select_prompts(range(400, 500))
-    S = make_router(name, **params).fit(train, encoder=small()).score(test)
+    S = make_router(name, **params).fit(train, encoder=small_encoder()).score(test)
     truth = test.dense()
     random_mu = np.nanmean(np.nanmean(truth, axis=0))
     assert validation_mu(S, truth) > random_mu + 0.05, name

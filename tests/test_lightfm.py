@@ -4,19 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from llmrec.encoders import TfidfEncoder
 from llmrec.errors import ConfigError
 from llmrec.routers import load_router, make_router
 
-from .router_conformance import RouterConformance
+from .router_conformance import RouterConformance, small_encoder
 
 pytest.importorskip("lightfm")
 
-SMALL = {"encoder": TfidfEncoder(dim=32, n_features=2 ** 12)}
-
-
-def small_encoder():
-    return TfidfEncoder(dim=32, n_features=2 ** 12)
+SMALL = {"encoder": small_encoder()}
 
 
 class TestLightFMLogistic(RouterConformance):

@@ -7,18 +7,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from llmrec.datasets import make_synthetic
-from llmrec.encoders import TfidfEncoder
 from llmrec.errors import ConfigError, DataFormatError
 from llmrec.routers import TextMFRouter, TwoTowerRouter, load_router, make_router
 
-from .router_conformance import RouterConformance
+from .router_conformance import RouterConformance, small_encoder
 
 torch = pytest.importorskip("torch")
-
-
-def small_encoder():
-    # a small hashing space keeps the TF-IDF SVD fast in tests
-    return TfidfEncoder(dim=32, n_features=2 ** 12)
 
 
 class TestTextMF(RouterConformance):
