@@ -121,8 +121,9 @@ class PromptFeaturizer:
                 oh[np.flatnonzero(ok), idx[ok]] = 1.0
                 out.append(oh)
         if "length" in self.side_features:
-            out.append((np.log1p(df["text"].str.len().to_numpy(dtype=np.float32)) / 10.0)
-                       [:, None].astype(np.float32))
+            n_chars = np.fromiter((len(t) for t in df["text"]), dtype=np.float32,
+                                  count=len(df))
+            out.append((np.log1p(n_chars) / 10.0)[:, None].astype(np.float32))
         return out
 
     def get_config(self) -> dict:

@@ -238,13 +238,14 @@ class Router:
         if self.needs_truth and not isinstance(prompts, PerformanceRecords):
             raise CapabilityError(f"{type(self).__name__} reads the truth: pass "
                                   "PerformanceRecords, not texts or features")
-        if isinstance(prompts, np.ndarray) and not self.needs_text and prompts.ndim == 2:
-            n = prompts.shape[0]  # features are ignored by feature-free routers
+        if self.needs_text:  # the features give the count: the input is read once
+            X = self.features(prompts, show_progress)
+            n = X.shape[0]
         else:
+            X = None
             n = self._n_prompts(prompts)
         if n == 0:
             return np.zeros((0, self.n_llms_), dtype=np.float32)
-        X = self.features(prompts, show_progress) if self.needs_text else None
         S = np.asarray(self._score(X, prompts, n), dtype=np.float32)
         if S.shape != (n, self.n_llms_):  # pragma: no cover - a subclass bug
             raise RuntimeError(f"{type(self).__name__}._score returned shape {S.shape}")
@@ -299,12 +300,11 @@ class Router:
                 if len(cand) == 0:
                     raise ConfigError(f"no candidate LLM costs <= max_cost={max_cost}")
         if self.factorized and self.needs_text and not self.needs_truth:
-            n = self._n_prompts(prompts)
-            if n == 0:
+            X = self.features(prompts, show_progress)
+            if X.shape[0] == 0:
                 from ..retrieval.index import _check_k
                 kk = min(_check_k(k), self.n_llms_ if cand is None else len(np.unique(cand)))
                 return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
-            X = self.features(prompts, show_progress)
             Q, V, b = self._vectors(X)
             if bias is not None:
                 b = bias if b is None else b + bias
