@@ -290,3 +290,18 @@ def test_errors_share_one_family():
     assert issubclass(DataFormatError, LLMRecError) and issubclass(DataFormatError, ValueError)
     assert issubclass(UnknownIdError, LookupError)
     assert str(UnknownIdError("x 'y'")) == "x 'y'"
+
+
+def test_prompt_summary_with_prompts_without_records():
+    """Prompts with no record (first, middle, last) get NaN, the others their own figures."""
+    import numpy as np
+    import pandas as pd
+    from llmrec.data import PerformanceRecords
+    long = pd.DataFrame({"prompt_id": ["b", "b", "d"], "llm": ["x", "y", "x"],
+                         "score": [0.2, 0.8, 1.0]})
+    rec = PerformanceRecords.from_long(long, prompts=pd.DataFrame(
+        {"prompt_id": ["a", "b", "c", "d", "e"]}))
+    s = rec.prompt_summary()
+    assert s.n_observed.tolist() == [0, 2, 0, 1, 0]
+    np.testing.assert_allclose(s.mean_score, [np.nan, 0.5, np.nan, 1.0, np.nan])
+    np.testing.assert_allclose(s.best_score, [np.nan, 0.8, np.nan, 1.0, np.nan])

@@ -386,17 +386,16 @@ class PerformanceRecords:
     def prompt_summary(self) -> pd.DataFrame:
         """Per-prompt count of observed LLMs, mean and best score."""
         counts = np.diff(self.scores.indptr)
-        sums = np.add.reduceat(self.scores.data, self.scores.indptr[:-1]) \
-            if self.scores.nnz else np.zeros(self.n_prompts)
-        sums = np.where(counts > 0, sums, 0.0)
-        dense_max = np.where(counts > 0, np.nanmax(np.where(self.observed_dense(), self.dense(0),
-                                                            -np.inf), axis=1)
-                             if self.n_llms else np.nan, np.nan)
+        mean = np.full(self.n_prompts, np.nan)
+        best = np.full(self.n_prompts, np.nan)
+        rows = np.flatnonzero(counts > 0)
+        if len(rows):  # reduce each non-empty row's slice of the CSR data (no dense copy)
+            starts = self.scores.indptr[rows]
+            mean[rows] = np.add.reduceat(self.scores.data, starts, dtype=np.float64) / counts[rows]
+            best[rows] = np.maximum.reduceat(self.scores.data, starts)
         return pd.DataFrame({"prompt_id": self.prompt_ids, "benchmark": self.prompts["benchmark"],
-                             "n_observed": counts,
-                             "mean_score": np.where(counts > 0, sums / np.maximum(counts, 1),
-                                                    np.nan),
-                             "best_score": dense_max})
+                             "n_observed": counts, "mean_score": mean,
+                             "best_score": best})
 
     def summary(self) -> str:
         """A short human-readable description (what ``llmrec data info`` prints)."""
