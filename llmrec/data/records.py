@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._atomic import atomic_directory
 from ..errors import DataFormatError, UnknownIdError
 
 FORMAT_VERSION = 1
@@ -605,10 +604,7 @@ class PerformanceRecords:
         place, so an interrupted save never leaves a half-written directory.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        _chmod_like_mkdir(tmp)  # mkdtemp makes 0700; a saved directory is shared like any other
-        try:
+        with atomic_directory(path) as tmp:
             self.to_long().to_parquet(tmp / "records.parquet", index=False)
             _table_for_parquet(self.prompts).to_parquet(tmp / "prompts.parquet", index=False)
             _table_for_parquet(self.llms).to_parquet(tmp / "llms.parquet", index=False)
@@ -617,18 +613,6 @@ class PerformanceRecords:
                     "n_prompts": self.n_prompts, "n_llms": self.n_llms,
                     "n_observed": self.n_observed, "has_cost": self.cost is not None}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -710,10 +694,3 @@ def _table_for_parquet(df: pd.DataFrame) -> pd.DataFrame:
                 out[col] = vals.map(lambda v: json.dumps(v) if isinstance(v, (list, dict, tuple))
                                     else v)
     return out
-
-
-def _chmod_like_mkdir(path) -> None:
-    """Give a directory the permissions ``mkdir`` would (0777 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o777 & ~mask)

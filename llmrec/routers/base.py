@@ -24,8 +24,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_directory
 from .._version import __version__
 from ..data.records import PerformanceRecords
 from ..encoders.features import PromptFeaturizer, as_prompt_frame
@@ -400,10 +399,7 @@ class Router:
         """
         self._check_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
-        _chmod_like_mkdir(tmp)  # mkdtemp makes 0700; a saved directory is shared like any other
-        try:
+        with atomic_directory(path, check_existing=_refuse_non_model) as tmp:
             state, arrays = self._get_state()
             np.savez(tmp / "router.npz", **arrays)
             files = {"router.npz": _sha256(tmp / "router.npz")}
@@ -422,10 +418,6 @@ class Router:
                 "files": files,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            _atomic_replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -519,23 +511,10 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise ModelFormatError(f"{path}: cannot read arrays ({e})") from None
 
 
-def _atomic_replace_dir(tmp: Path, path: Path) -> None:
-    if path.exists():
-        if not (path / "manifest.json").exists() and any(path.iterdir()):
-            raise ConfigError(f"{path} exists and is not a saved llmrec model; refusing to "
-                              "overwrite it")
-        old = path.with_name(f".{path.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        path.rename(old)
-        try:
-            tmp.rename(path)
-        except BaseException:  # put the old model back: never leave `path` missing
-            old.rename(path)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(path)
+def _refuse_non_model(path: Path) -> None:
+    if not (path / "manifest.json").exists() and any(path.iterdir()):
+        raise ConfigError(f"{path} exists and is not a saved llmrec model; refusing to "
+                          "overwrite it")
 
 
 def _jsonable(obj):
@@ -550,10 +529,3 @@ def _jsonable(obj):
     if isinstance(obj, np.floating):
         return float(obj)
     return obj
-
-
-def _chmod_like_mkdir(path) -> None:
-    """Give a directory the permissions ``mkdir`` would (0777 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o777 & ~mask)

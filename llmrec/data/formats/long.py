@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..._atomic import atomic_directory
 from ...errors import ConfigError, DataFormatError, UnknownIdError
 from ..records import PerformanceRecords, _table_for_parquet
 from ._io import as_path, find_table, read_table, require_columns
@@ -196,9 +195,7 @@ def write_long(records: PerformanceRecords, path, format: str = "csv") -> Path:
         raise ConfigError(f"format must be one of {sorted(_FORMATS)}, got {format!r}")
     suf = _FORMATS[format]
     path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path, check_existing=_refuse_non_directory) as tmp:
         tables = {"records": records.to_long(), "prompts": _table_for_parquet(records.prompts),
                   "llms": _table_for_parquet(records.llms)}
         for stem, df in tables.items():
@@ -212,13 +209,10 @@ def write_long(records: PerformanceRecords, path, format: str = "csv") -> Path:
         meta = {"format": "llmrec.long", "name": records.name,
                 "score_range": list(records.score_range) if records.score_range else None}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if path.exists():
-            if not path.is_dir():
-                raise DataFormatError(f"{path}: exists and is not a directory; write_long "
-                                      "writes a directory")
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
+
+
+def _refuse_non_directory(path: Path) -> None:
+    if not path.is_dir():
+        raise DataFormatError(f"{path}: exists and is not a directory; write_long "
+                              "writes a directory")
