@@ -77,8 +77,9 @@ class Encoder:
     def fingerprint(self) -> str:
         """Stable identity of (encoder type, settings, learned arrays, weights version)."""
         h = hashlib.sha256(json.dumps(self.get_config(), sort_keys=True, default=str).encode())
-        for k in sorted(self.get_arrays()):
-            a = np.ascontiguousarray(self.get_arrays()[k])
+        arrays = self.get_arrays()  # may build the arrays (e.g. precomputed texts): once
+        for k in sorted(arrays):
+            a = np.ascontiguousarray(arrays[k])
             h.update(k.encode())
             h.update(str(a.dtype).encode() + str(a.shape).encode())
             h.update(a.tobytes())
@@ -108,10 +109,8 @@ def _check_texts(texts) -> list[str]:
 
 def encoder_from_state(config: dict, arrays: dict[str, np.ndarray] | None = None) -> Encoder:
     """Rebuild an encoder saved with ``get_config()`` / ``get_arrays()``."""
-    # importing the package registers the built-in encoders
-    from . import __name__ as _pkg  # noqa: F401
     import importlib
-    importlib.import_module("llmrec.encoders")
+    importlib.import_module("llmrec.encoders")  # registers the built-in encoders
     t = config.get("type")
     if t not in ENCODER_TYPES:
         raise ModelFormatError(f"unknown encoder type {t!r} in saved state; known: "
