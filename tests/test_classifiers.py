@@ -302,8 +302,10 @@ def test_corrupt_state_is_a_model_format_error(synth, tmp_path):
     r.save(tmp_path / "c")
     man = json.loads((tmp_path / "c" / "manifest.json").read_text())
     np.savez(tmp_path / "c" / "router.npz", centers=np.zeros((2, 3), np.float32))
+    from llmrec.routers import base as router_base
     from llmrec.routers.base import _sha256
     man["files"]["router.npz"] = _sha256(tmp_path / "c" / "router.npz")
+    man["checksum"] = router_base.manifest_checksum(man)
     (tmp_path / "c" / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ModelFormatError, match="cluster_scores"):
         load_router(tmp_path / "c")

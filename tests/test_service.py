@@ -219,8 +219,9 @@ def test_feedback_log(server, models):
 
 def test_reload_swaps_model_without_dropping_requests(models):
     d, _ = models
-    app = create_app(d / "best", api_key="")
-    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+    app = create_app(d / "best", api_key="", admin_key="adm")
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30,
+                                           headers={"X-Admin-Key": "adm"}) as c:
         assert c.get("/health").json()["router"] == "best-single"
         stop = threading.Event()
         codes = []

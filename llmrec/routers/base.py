@@ -24,6 +24,8 @@ import hashlib
 import inspect
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import _atomic as _atomic_mod
 from .._atomic import atomic_directory
+from .._atomic import recover as _recover
 from .._version import __version__
 from ..data.records import PerformanceRecords
 from ..encoders.features import PromptFeaturizer, as_prompt_frame
@@ -39,7 +43,7 @@ from ..errors import (CapabilityError, ConfigError, DataFormatError, ModelFormat
                       NotFittedError, UnknownIdError)
 from ..retrieval import LLMIndex, topk_scores
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: manifest checksum chain, confined file names
 ROUTERS: dict[str, type] = {}
 
 
@@ -391,11 +395,15 @@ class Router:
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted router to a directory (atomic; no pickle).
+        """Write the fitted router to a directory (atomic, crash-safe; no pickle).
 
         Layout: ``manifest.json`` (router type and parameters, LLM table, encoder
         config and fingerprint, llmrec version, format version, training summary,
-        SHA-256 of each array file) and ``router.npz`` / ``encoder.npz``.
+        SHA-256 of each array file, and a ``checksum`` over all of it) and
+        ``router.npz`` / ``encoder.npz``; a non-packaged sentence-transformers
+        encoder's weights are copied into ``encoder_model/``. One checksum chain
+        covers everything a load reads; at every instant of a save either the old or
+        the new model is at ``path`` (see :mod:`llmrec._atomic`).
         """
         self._check_fitted()
         path = Path(path)
@@ -404,10 +412,12 @@ class Router:
             np.savez(tmp / "router.npz", **arrays)
             files = {"router.npz": _sha256(tmp / "router.npz")}
             feat = None
+            extra = {}
             if self.featurizer_ is not None:
                 feat = self.featurizer_.get_config()
                 np.savez(tmp / "encoder.npz", **self.featurizer_.encoder.get_arrays())
                 files["encoder.npz"] = _sha256(tmp / "encoder.npz")
+                extra = _save_encoder_folder(self.featurizer_.encoder, feat, tmp)
             manifest = {
                 "format": "llmrec.router", "format_version": MODEL_FORMAT_VERSION,
                 "llmrec_version": __version__, "router": self.name,
@@ -415,8 +425,9 @@ class Router:
                 "llms": json.loads(self.llms_.to_json(orient="records")),
                 "llm_costs": None if self.llm_costs_ is None else self.llm_costs_.tolist(),
                 "featurizer": feat, "train_summary": _jsonable(self.train_summary_),
-                "files": files,
+                "files": files, **extra,
             }
+            manifest["checksum"] = manifest_checksum(manifest)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         return path
 
@@ -424,49 +435,83 @@ class Router:
     def load(cls, path: str | os.PathLike, encoder=None) -> "Router":
         """Load a router saved by :meth:`save`; checks version, checksums and encoder.
 
+        Every byte read is inside ``path`` and covered by the manifest's checksum
+        chain (manifest -> LLM table, settings, SHA-256 of each file); file names in
+        the manifest must be plain names; a sentence-transformers encoder is taken
+        from the packaged weights or from ``path/encoder_model`` only. Leftovers of an
+        interrupted save of ``path`` are cleaned first (an interrupted swap is undone).
+
         ``encoder``, when given, must have the fingerprint the router was fitted with
         (a mismatched encoder would silently give wrong features); it replaces the
         stored one, e.g. to point a MiniLM encoder at another device.
         """
         path = Path(path)
+        try:
+            _recover(path)
+        except OSError:  # read-only location: load what is there
+            pass
         man_p = path / "manifest.json"
         if not man_p.is_file():
             raise ModelFormatError(f"{path}: no manifest.json; not a saved llmrec router")
+        _confined(path, "manifest.json")
         try:
             man = json.loads(man_p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ModelFormatError(f"{man_p}: corrupt manifest ({e})") from None
+        if not isinstance(man, dict):
+            raise ModelFormatError(f"{man_p}: the manifest is a JSON {type(man).__name__}, "
+                                   "not an object; not an llmrec router manifest")
         if man.get("format") != "llmrec.router":
             raise ModelFormatError(f"{man_p}: not an llmrec router manifest")
         if man.get("format_version") != MODEL_FORMAT_VERSION:
             raise ModelFormatError(f"{man_p}: model format version {man.get('format_version')}, "
                                    f"this llmrec ({__version__}) reads version "
                                    f"{MODEL_FORMAT_VERSION}; refit the router")
-        for fname, digest in man.get("files", {}).items():
-            fp = path / fname
+        if man.get("checksum") != manifest_checksum(man):
+            raise ModelFormatError(f"{man_p}: manifest checksum mismatch (edited or corrupt "
+                                   "manifest); the model directory is corrupt, save it again")
+        files = man.get("files")
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ModelFormatError(f"{man_p}: 'files' must map file names to SHA-256 digests")
+        for fname, digest in files.items():
+            fp = _confined(path, fname)
             if not fp.is_file() or _sha256(fp) != digest:
                 raise ModelFormatError(f"{fp}: missing or checksum mismatch; the model "
                                        "directory is corrupt, save it again")
+        needed = ["router.npz"] + (["encoder.npz"] if man.get("featurizer") is not None else [])
+        for fname in needed:
+            if fname not in files:
+                raise ModelFormatError(f"{man_p}: 'files' lacks {fname}; the model directory "
+                                       "is corrupt, save it again")
         _import_all()
         rname = man.get("router")
-        if rname not in ROUTERS:
+        if not isinstance(rname, str) or rname not in ROUTERS:
             raise ModelFormatError(f"{man_p}: unknown router type {rname!r}")
         rcls = ROUTERS[rname]
         if cls is not Router and not issubclass(rcls, cls):
             raise ModelFormatError(f"{path} holds a {rcls.__name__}, not a {cls.__name__}")
         try:
+            if not isinstance(man["params"], dict):
+                raise TypeError("'params' must be an object")
             router = rcls(**man["params"])
             arrays = _load_npz(path / "router.npz")
-            router.llms_ = pd.DataFrame(man["llms"])
-            router.llms_["name"] = router.llms_["name"].astype(str)
+            router.llms_ = _llm_table(man["llms"])
             router.llm_costs_ = (None if man.get("llm_costs") is None
                                  else np.asarray(man["llm_costs"], dtype=np.float32))
-            router.train_summary_ = man.get("train_summary", {})
+            if router.llm_costs_ is not None and router.llm_costs_.shape != (len(router.llms_),):
+                raise ValueError(f"llm_costs has {router.llm_costs_.size} values for "
+                                 f"{len(router.llms_)} LLMs")
+            router.train_summary_ = man.get("train_summary") or {}
+            if not isinstance(router.train_summary_, dict):
+                raise TypeError("'train_summary' must be an object")
             router.featurizer_ = None
             if man.get("featurizer") is not None:
+                if not isinstance(man["featurizer"], dict):
+                    raise TypeError("'featurizer' must be an object")
                 enc_arrays = _load_npz(path / "encoder.npz")
-                router.featurizer_ = PromptFeaturizer.from_state(man["featurizer"], enc_arrays)
                 want = man["featurizer"].get("encoder_fingerprint")
+                config = _confined_encoder_config(path, man, encoder is not None)
+                router.featurizer_ = PromptFeaturizer.from_state(config, enc_arrays)
                 if encoder is not None:
                     from ..encoders import make_encoder
                     enc = make_encoder(encoder)
@@ -475,14 +520,16 @@ class Router:
                             f"encoder {enc.fingerprint} does not match the one {path} was "
                             f"fitted with ({want}); use that encoder or refit")
                     router.featurizer_.encoder = enc
-                elif want is not None and router.featurizer_.encoder.fingerprint != want:
-                    raise ModelFormatError(
-                        f"{path}: the stored encoder now has fingerprint "
-                        f"{router.featurizer_.encoder.fingerprint}, the router was fitted with "
-                        f"{want} (other weights or settings installed?); restore that "
-                        "encoder or refit")
-            router._set_state(man.get("state", {}), arrays)
-        except (KeyError, TypeError, ValueError) as e:
+                else:
+                    _pin_copied_encoder(router.featurizer_.encoder, man, want)
+                    if want is not None and router.featurizer_.encoder.fingerprint != want:
+                        raise ModelFormatError(
+                            f"{path}: the stored encoder now has fingerprint "
+                            f"{router.featurizer_.encoder.fingerprint}, the router was fitted "
+                            f"with {want} (other weights or settings installed?); restore "
+                            "that encoder or refit")
+            router._set_state(man.get("state") or {}, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             if isinstance(e, ModelFormatError):
                 raise
             raise ModelFormatError(f"{path}: cannot restore {rname} ({e!r}); the files do "
@@ -529,3 +576,118 @@ def _jsonable(obj):
     if isinstance(obj, np.floating):
         return float(obj)
     return obj
+
+
+# ------------------------------------------------------------------ integrity
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ENCODER_FOLDER = "encoder_model"
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of a manifest without its ``checksum`` field (canonical JSON).
+
+    The manifest holds the SHA-256 of every file of the model, so this one digest
+    covers the settings, the LLM table and every array (one checksum chain).
+
+    Examples
+    --------
+    >>> manifest_checksum({"a": 1, "checksum": "x"}) == manifest_checksum({"a": 1})
+    True
+    """
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _confined(root: Path, name) -> Path:
+    """``root / name`` for a plain file name that stays inside ``root`` (no links out)."""
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name) or name in (".", ".."):
+        raise ModelFormatError(f"{root}: manifest names the file {name!r}; only plain file "
+                               "names inside the model directory are allowed")
+    fp = root / name
+    if fp.is_symlink() or (fp.exists() and fp.resolve().parent != root.resolve()):
+        raise ModelFormatError(f"{fp}: is a link or lies outside the model directory; "
+                               "refusing to read it")
+    return fp
+
+
+def _llm_table(llms) -> pd.DataFrame:
+    if not isinstance(llms, list) or not llms or not all(isinstance(x, dict) for x in llms):
+        raise ValueError("'llms' must be a non-empty list of objects")
+    t = pd.DataFrame(llms)
+    if "name" not in t or t["name"].isna().any():
+        raise ValueError("every LLM in 'llms' needs a name")
+    t["name"] = t["name"].astype(str)
+    if t["name"].duplicated().any():
+        raise ValueError(f"duplicate LLM names in 'llms': {sorted(set(t['name'][t['name'].duplicated()]))[:5]}")
+    return t
+
+
+def _is_sentence_config(cfg) -> bool:
+    return isinstance(cfg, dict) and cfg.get("type") == "sentence"
+
+
+def _save_encoder_folder(enc, feat: dict, tmp: Path) -> dict:
+    """Copy a non-packaged sentence-transformers model into the model directory."""
+    cfg = feat.get("encoder")
+    if not _is_sentence_config(cfg) or getattr(enc, "is_default", True):
+        return {}
+    src = Path(enc.model_path)
+    if not src.is_dir():
+        try:  # a Hugging Face cache name: copy the cached snapshot (no network)
+            from huggingface_hub import snapshot_download
+            src = Path(snapshot_download(str(enc.model), local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached: cannot be saved with the model
+            raise ConfigError(f"the encoder's model {enc.model!r} is neither a local folder "
+                              "nor in the Hugging Face cache; cannot save its weights with "
+                              "the router") from None
+    dst = tmp / _ENCODER_FOLDER
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*"))
+    digests = {}
+    for p in sorted(dst.rglob("*")):
+        if p.is_file():
+            digests[p.relative_to(dst).as_posix()] = _sha256(p)
+    feat["encoder"] = {**cfg, "model": _ENCODER_FOLDER, "model_source": str(cfg.get("model"))}
+    return {"encoder_files": digests}
+
+
+def _confined_encoder_config(path: Path, man: dict, override: bool) -> dict:
+    """The featurizer config, with a sentence model folder resolved inside ``path``."""
+    feat = man["featurizer"]
+    cfg = feat.get("encoder")
+    if not _is_sentence_config(cfg):
+        return feat
+    from ..encoders.sentence import _DEFAULT_ALIASES
+    model = cfg.get("model")
+    if model in _DEFAULT_ALIASES or override:
+        return feat
+    if model != _ENCODER_FOLDER:
+        raise ModelFormatError(
+            f"{path}: the manifest names the encoder model {model!r}, outside the model "
+            "directory; an encoder is loaded only from the packaged weights or from "
+            f"{_ENCODER_FOLDER}/ inside the model directory (pass encoder=... to load to "
+            "use another one)")
+    folder = path / _ENCODER_FOLDER
+    if folder.is_symlink() or not folder.is_dir():
+        raise ModelFormatError(f"{folder}: missing or a link; save the model again")
+    digests = man.get("encoder_files")
+    if not isinstance(digests, dict) or not digests:
+        raise ModelFormatError(f"{path}: 'encoder_files' must list the encoder's files")
+    root = folder.resolve()
+    for rel, digest in digests.items():
+        parts = rel.split("/") if isinstance(rel, str) else [None]
+        for i in range(len(parts)):
+            _confined(folder.joinpath(*parts[:i]) if i else folder, parts[i])
+        fp = folder.joinpath(*parts)
+        if root not in fp.resolve().parents or not fp.is_file() or _sha256(fp) != digest:
+            raise ModelFormatError(f"{fp}: missing or checksum mismatch; save the model again")
+    return {**feat, "encoder": {**cfg, "model": str(folder)}}
+
+
+def _pin_copied_encoder(enc, man: dict, want) -> None:
+    """A copied encoder folder keeps the fingerprint it was fitted with: its files were
+    just checked against the checksum chain, only its location changed."""
+    cfg = (man.get("featurizer") or {}).get("encoder")
+    if (want is not None and _is_sentence_config(cfg) and cfg.get("model") == _ENCODER_FOLDER
+            and hasattr(enc, "max_seq_length")):
+        enc._fingerprint = ((enc.model, enc.normalize, enc.max_seq_length), want)

@@ -7,14 +7,20 @@ Endpoints (``/docs`` and ``/openapi.json`` describe them):
   Concurrent requests are micro-batched into one router call.
 * ``GET /v1/llms`` -- the model's LLM table; ``GET /health``; ``GET /metrics``
   (Prometheus text format).
-* ``POST /v1/feedback`` -- ``{"feedback": [{"prompt", "llm", "score"}, ...]}`` appended
-  (fsynced) to a JSONL log that ``llmrec fit --data <log> --warm-start <model>`` reads.
-* ``POST /v1/admin/reload`` -- ``{"model_dir": ...?}``: load a model fully, then swap
-  it in atomically; in-flight requests finish on the old one. SIGHUP does the same
-  for the current directory when the server runs in the main thread.
+* ``POST /v1/feedback`` -- ``{"feedback": [{"prompt", "llm", "score", "record_id"?},
+  ...]}`` appended (fsynced, group commit, retried record ids written once) to a JSONL
+  log that ``llmrec fit --data <log> --warm-start <model>`` reads; scores are checked
+  against the model's score kind and range.
+* ``POST /v1/admin/reload`` -- ``{"model_dir": ...?}`` (a folder under the models
+  root): load a model fully, answer a probe request with it, then swap it in
+  atomically; in-flight requests finish on the old one. SIGHUP does the same for the
+  current directory when the server runs in the main thread.
 
 An API key is required on ``/v1/*`` when ``api_key`` (or env ``LLMREC_API_KEY``) is
-set: header ``X-API-Key``, else 401.
+set: header ``X-API-Key``, else 401. Admin endpoints need their own key
+(``admin_key`` or env ``LLMREC_ADMIN_KEY``, header ``X-Admin-Key``) and are disabled
+(403) when none is set. Every input is validated before it joins a batch; errors are
+4xx naming the field, bodies over ``max_body_bytes`` get 413.
 """
 
 from __future__ import annotations
@@ -32,14 +38,18 @@ from typing import Optional
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
-from ..errors import ConfigError, LLMRecError
+from ..errors import ConfigError, LLMRecError, ModelFormatError
 from ..routers import load_router
 from .batcher import MicroBatcher
 from .feedback import FeedbackLog
+from .validation import (BodyLimit, SafeJSONResponse, check_text, check_texts, score_bounds,
+                         score_problem, validation_detail)
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -48,7 +58,21 @@ class RecommendRequest(BaseModel):
     prompts: list[str] = Field(..., min_length=1, description="prompt texts")
     k: int = Field(3, ge=1, description="LLMs per prompt")
     candidates: Optional[list[str]] = Field(None, description="restrict to these LLMs")
-    cost_weight: float = Field(0.0, ge=0.0, description="rank by score - w x LLM cost")
+    cost_weight: float = Field(0.0, ge=0.0, le=1e9, allow_inf_nan=False,
+                               description="rank by score - w x LLM cost")
+
+    @field_validator("prompts")
+    @classmethod
+    def _texts(cls, v):
+        check_texts(v, "prompts", allow_blank=True)  # blanks: 422 listing their indexes
+        return v
+
+    @field_validator("candidates")
+    @classmethod
+    def _names(cls, v):
+        if v is not None:
+            check_texts(v, "candidates")
+        return v
 
 
 class RankedLLM(BaseModel):
@@ -74,7 +98,14 @@ class RecommendResponse(BaseModel):
 class FeedbackItem(BaseModel):
     prompt: str = Field(..., min_length=1)
     llm: str = Field(..., min_length=1)
-    score: float
+    score: float = Field(..., allow_inf_nan=False)
+    record_id: Optional[str] = Field(None, min_length=1, max_length=200,
+                                     description="client id; a retry with it is written once")
+
+    @field_validator("prompt", "llm", "record_id")
+    @classmethod
+    def _text(cls, v, info):
+        return v if v is None else check_text(v, info.field_name)
 
 
 class FeedbackRequest(BaseModel):
@@ -82,7 +113,17 @@ class FeedbackRequest(BaseModel):
 
 
 class ReloadRequest(BaseModel):
-    model_dir: Optional[str] = None
+    model_dir: Optional[str] = Field(None, min_length=1, max_length=4096,
+                                     description="a model folder under the models root")
+
+    @field_validator("model_dir")
+    @classmethod
+    def _text(cls, v):
+        if v is not None:
+            check_text(v, "model_dir")
+            if "\x00" in v:
+                raise ValueError("model_dir holds a NUL character")
+        return v
 
 
 class _Metrics:
@@ -153,10 +194,58 @@ def _price_fields(router) -> list[dict]:
     return out
 
 
+_PROBE = "llmrec reload probe: which model answers this prompt best?"
+
+
+def load_and_probe(model_dir) -> "object":
+    """Load a saved router and check it answers a probe request like a real one.
+
+    A model that loads but cannot answer (an LLM table that does not match its arrays,
+    an encoder that fails, non-finite scores) raises
+    :class:`~llmrec.errors.ModelFormatError`, so it is never swapped in.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.routers import make_router
+    >>> d = os.path.join(tempfile.mkdtemp(), "m")
+    >>> _ = make_router("best-single").fit(make_synthetic(50, 4, seed=0)).save(d)
+    >>> load_and_probe(d).name
+    'best-single'
+    """
+    router = load_router(model_dir)
+    try:
+        k = min(3, router.n_llms_)
+        for cand, cw in ((None, 0.0), (router.llm_names_[:1], 0.0)):
+            ids, scores = router.recommend_ids([_PROBE, "2 + 2 = ?"], k=k if cand is None else 1,
+                                               candidates=cand, cost_weight=cw,
+                                               show_progress=False)
+            ids, scores = np.asarray(ids), np.asarray(scores, dtype=np.float64)
+            want = (2, k if cand is None else 1)
+            if ids.shape != want or scores.shape != want:
+                raise ValueError(f"answers of shape {ids.shape}, expected {want}")
+            if ids.min() < 0 or ids.max() >= router.n_llms_:
+                raise ValueError("answers name LLMs outside the model's LLM table")
+            if not np.isfinite(scores).all():
+                raise ValueError("answers hold non-finite scores")
+        if router.llm_costs_ is not None and len(router.llm_costs_) != router.n_llms_:
+            raise ValueError("LLM costs do not match the LLM table")
+        _price_fields(router)
+    except LLMRecError as e:
+        raise ModelFormatError(f"{model_dir}: the model loads but fails a probe request ({e})") \
+            from None
+    except (ValueError, TypeError, IndexError, KeyError, RuntimeError, AttributeError) as e:
+        raise ModelFormatError(f"{model_dir}: the model loads but fails a probe request "
+                               f"({type(e).__name__}: {e})") from None
+    return router
+
+
 def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 8000,
                long_prompts: str = "truncate", max_k: int = 100, batch_window_ms: float = 5.0,
                max_batch: int = 1024, feedback_log=None, api_key: str | None = None,
-               max_feedback: int = 1000) -> FastAPI:
+               max_feedback: int = 1000, admin_key: str | None = None, models_root=None,
+               max_body_bytes: int = 16 << 20) -> FastAPI:
     """Build the service app for the router saved in ``model_dir``.
 
     Parameters
@@ -177,6 +266,15 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
     api_key : str, optional
         Required ``X-API-Key`` on ``/v1/*``; default env ``LLMREC_API_KEY`` (unset or
         ``""``: open).
+    admin_key : str, optional
+        Required ``X-Admin-Key`` on ``/v1/admin/*`` (a key of its own: the clients'
+        key does not open them); default env ``LLMREC_ADMIN_KEY``; unset or ``""``:
+        admin endpoints answer 403 (SIGHUP still reloads).
+    models_root : path, optional
+        ``/v1/admin/reload`` loads only model folders under this directory (relative
+        names are taken inside it); default: the folder holding ``model_dir``.
+    max_body_bytes : int
+        Largest request body; larger ones get 413 before any handler runs.
 
     Examples
     --------
@@ -197,8 +295,10 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if int(v) < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
     model_dir = Path(model_dir)
-    state = _State(load_router(model_dir), model_dir)
+    state = _State(load_and_probe(model_dir), model_dir)
     key = (api_key if api_key is not None else os.environ.get("LLMREC_API_KEY")) or None
+    akey = (admin_key if admin_key is not None else os.environ.get("LLMREC_ADMIN_KEY")) or None
+    root = Path(models_root if models_root is not None else model_dir.resolve().parent).resolve()
     fb_log = FeedbackLog(feedback_log if feedback_log is not None
                          else model_dir.resolve().parent / "feedback.jsonl")
     batcher = MicroBatcher(lambda: state.router, batch_window_ms, max_batch)
@@ -209,11 +309,17 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         async with reload_lock:
             target = Path(new_dir) if new_dir else state.model_dir
             loop = asyncio.get_running_loop()
-            router = await loop.run_in_executor(None, load_router, target)
+            router = await loop.run_in_executor(None, load_and_probe, target)
             state.router, state.model_dir = router, target  # one atomic swap
             state.version += 1
             state.loaded_at = time.time()
             return state.version
+
+    async def _sighup_reload():
+        try:
+            await do_reload(None)
+        except Exception:  # noqa: BLE001 - a failed reload keeps the current model
+            pass
 
     @asynccontextmanager
     async def lifespan(app):
@@ -221,7 +327,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         loop = asyncio.get_running_loop()
         try:  # SIGHUP: reload the current directory (main thread only)
             loop.add_signal_handler(signal.SIGHUP,
-                                    lambda: asyncio.ensure_future(do_reload(None)))
+                                    lambda: asyncio.ensure_future(_sighup_reload()))
         except (RuntimeError, ValueError, NotImplementedError, AttributeError):
             pass
         yield
@@ -232,8 +338,10 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         await batcher.stop()
 
     app = FastAPI(title="llmrec", version=__version__, lifespan=lifespan,
+                  default_response_class=SafeJSONResponse,
                   description="Route prompts to LLMs: ranked LLMs per prompt, feedback, "
                               "hot reload.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.llmrec = state
     app.state.batcher = batcher
     app.state.feedback_log = fb_log
@@ -253,7 +361,18 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
 
     @app.exception_handler(LLMRecError)
     async def _llmrec_error(request: Request, exc: LLMRecError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return SafeJSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # no echo of the input: it may hold text that cannot be encoded (lone surrogates)
+        return SafeJSONResponse(status_code=422, content={"detail": validation_detail(
+            exc.errors())})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return SafeJSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
+                                headers=getattr(exc, "headers", None))
 
     async def check_key(x_api_key: Optional[str] = Header(None)):
         if key is not None and (x_api_key is None
@@ -261,6 +380,16 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     v1 = [Depends(check_key)]
+
+    async def check_admin_key(x_admin_key: Optional[str] = Header(None)):
+        if akey is None:
+            raise HTTPException(403, "admin endpoints are disabled: start the server with "
+                                     "--admin-key (or env LLMREC_ADMIN_KEY) to use them")
+        if x_admin_key is None or not secrets.compare_digest(x_admin_key.encode(),
+                                                             akey.encode()):
+            raise HTTPException(401, "missing or wrong X-Admin-Key header")
+
+    admin = [Depends(check_admin_key)]
 
     @app.get("/health")
     async def health():
@@ -335,23 +464,42 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if unknown:
             raise HTTPException(422, f"unknown LLM(s) in feedback: {', '.join(unknown)}; see "
                                      "GET /v1/llms")
-        bad = [i for i, f in enumerate(req.feedback) if not math.isfinite(f.score)]
-        if bad:
-            raise HTTPException(422, f"feedback record(s) {bad[:10]}: score must be finite")
-        recs = [{"text": f.prompt, "llm": f.llm, "score": f.score} for f in req.feedback]
+        bounds = score_bounds(state.router)
+        for i, f in enumerate(req.feedback):
+            why = score_problem(f.score, bounds)
+            if why is not None:
+                raise HTTPException(422, f"feedback[{i}].score={f.score!r} {why}")
+            if not f.prompt.strip():
+                raise HTTPException(422, f"feedback[{i}].prompt is blank; send the prompt text")
+        recs = [{"text": f.prompt, "llm": f.llm, "score": f.score, "record_id": f.record_id}
+                for f in req.feedback]
         loop = asyncio.get_running_loop()
-        n = await loop.run_in_executor(None, fb_log.append, recs)
-        return {"written": n, "log": str(fb_log.path)}
+        try:
+            res = await loop.run_in_executor(None, fb_log.append_feedback, recs)
+        except OSError as e:  # full disk, I/O error: nothing of this request is stored
+            raise HTTPException(507, f"feedback not stored ({e.strerror or e}); nothing of this "
+                                     "request was written, retry it with the same record_id "
+                                     "values") from None
+        return {"written": res.written, "duplicates": len(res.duplicates),
+                "record_ids": res.ids, "log": str(fb_log.path)}
 
-    @app.post("/v1/admin/reload", dependencies=v1)
+    @app.post("/v1/admin/reload", dependencies=admin)
     async def reload(req: Optional[ReloadRequest] = None):
         new_dir = req.model_dir if req is not None else None
-        if new_dir is not None and not Path(new_dir).is_dir():
-            raise HTTPException(422, f"model_dir {new_dir} is not a directory")
+        target = None
+        if new_dir is not None:
+            target = (root / new_dir).resolve()  # an absolute model_dir stays absolute
+            if root not in target.parents:
+                raise HTTPException(403, f"model_dir {new_dir!r} is outside the models root "
+                                         f"{root}; reload only from under it")
+            if not target.is_dir():
+                raise HTTPException(422, f"model_dir {new_dir!r} is not a directory under "
+                                         f"{root}")
         try:
-            version = await do_reload(Path(new_dir) if new_dir else None)
-        except LLMRecError as e:
+            version = await do_reload(target)
+        except Exception as e:  # noqa: BLE001 - never swap in a model that cannot answer
             raise HTTPException(422, f"reload failed, still serving version {state.version}: "
+                                     f"{type(e).__name__ + ': ' if not isinstance(e, LLMRecError) else ''}"
                                      f"{e}") from None
         return {"model_version": version, "model_dir": str(state.model_dir),
                 "router": state.router.name}

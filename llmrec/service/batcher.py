@@ -3,6 +3,11 @@
 Requests that arrive within ``window_ms`` of the first waiting one (up to
 ``max_batch`` prompts) are grouped by (candidates, cost weight), concatenated, scored
 in a worker thread by one call (one encoder call) and split back.
+
+Isolation: requests are validated before they are submitted, and when a batched
+call fails anyway, every request of that batch is retried on its own, so the error
+reaches only the request that caused it; the others get their answers. The worker
+loop never dies of one batch.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class BatchStats:
     requests: int = 0         # requests served
     prompts: int = 0          # prompts scored
     sizes: list = field(default_factory=list)   # requests per call (last 1000)
+    retried_batches: int = 0  # failed batched calls retried request by request
 
 
 class MicroBatcher:
@@ -80,26 +86,41 @@ class MicroBatcher:
     async def _run(self):
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            n = len(first.prompts)
-            deadline = loop.time() + self.window_ms / 1000.0
-            while n < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
-                batch.append(item)
-                n += len(item.prompts)
+            try:
+                await self._one_batch(loop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug must not stop the worker
+                continue
+
+    async def _one_batch(self, loop):
+        first = await self._queue.get()
+        batch = [first]
+        n = len(first.prompts)
+        deadline = loop.time() + self.window_ms / 1000.0
+        while n < self.max_batch:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self._queue.get(), timeout)
+            except asyncio.TimeoutError:
+                break
+            batch.append(item)
+            n += len(item.prompts)
+        try:
             router = self.get_router()
             groups: dict = {}
             for it in batch:
                 groups.setdefault((it.candidates, it.cost_weight), []).append(it)
             for (cand, cw), items in groups.items():
                 await self._serve(loop, router, cand, cw, items)
+        except BaseException as e:  # never leave a request waiting forever
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(e if isinstance(e, Exception)
+                                            else RuntimeError("the service is stopping"))
+            raise
 
     async def _serve(self, loop, router, cand, cw, items):
         prompts = [p for it in items for p in it.prompts]
@@ -108,10 +129,14 @@ class MicroBatcher:
             ids, scores = await loop.run_in_executor(
                 None, lambda: router.recommend_ids(prompts, k=k, candidates=cand,
                                                    cost_weight=cw, show_progress=False))
-        except Exception as e:  # hand the error to every waiting request
-            for it in items:
-                if not it.future.done():
-                    it.future.set_exception(e)
+        except Exception as e:
+            if len(items) == 1:  # the error is this request's own
+                if not items[0].future.done():
+                    items[0].future.set_exception(e)
+                return
+            self.stats.retried_batches += 1
+            for it in items:  # find the culprit: every request on its own
+                await self._serve(loop, router, cand, cw, [it])
             return
         self.stats.calls += 1
         self.stats.requests += len(items)
