@@ -593,7 +593,13 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           max_prompt_chars: int = typer.Option(8000, "--max-prompt-chars"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
-          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms")):
+          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms"),
+          models_root: Optional[Path] = typer.Option(
+              None, "--models-root", help="POST /v1/admin/reload loads only model folders "
+              "under this directory (default: the folder holding MODEL); admin endpoints "
+              "also need env LLMREC_ADMIN_KEY (header X-Admin-Key)"),
+          max_body_bytes: int = typer.Option(16 << 20, "--max-body-bytes",
+                                             help="largest request body; larger: 413")):
     try:
         import uvicorn
         from .service.app import create_app
@@ -604,10 +610,32 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
         raise FileNotFoundError(f"model directory {model} does not exist")
     application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
                              max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
-                             batch_window_ms=batch_window_ms)
+                             batch_window_ms=batch_window_ms, models_root=models_root,
+                             max_body_bytes=max_body_bytes)
     _info(f"serving {model} on http://{host}:{port} (docs: /docs)")
     uvicorn.run(application, host=host, port=port,
                 log_level="warning" if _OPTS["quiet"] else "info")
+
+
+# ---------------------------------------------------------------------- doctor
+@app.command(help="Find what crashes leave behind: leftovers of interrupted saves, torn "
+             "log tails, saved models that fail their checksums.\n\n"
+             "Exit code 0 when nothing is wrong (or --clean fixed it all), 1 otherwise.\n\n"
+             "Examples:\n\n  llmrec doctor models/\n\n  llmrec doctor --clean models/ logs/")
+def doctor(paths: List[Path] = typer.Argument(None, help="folders to check (default: .)"),
+           clean: bool = typer.Option(False, "--clean", help="restore interrupted swaps, "
+                                      "remove dead temporary folders and stale .old copies, "
+                                      "move torn log tails aside")):
+    from .doctor import diagnose
+    found = diagnose(paths or [Path(".")], clean=clean)
+    for f in found:
+        _echo(f"{f.kind}: {f.path}: {f.detail}" + (f" -> {f.fixed}" if f.fixed else ""))
+    left = [f for f in found if not (clean and f.fixable)
+            and f.kind not in ("save-in-progress", "torn-tail-file")]
+    _echo(f"{len(found)} finding(s)" + (f", {len(found) - len(left)} fixed" if clean else "")
+          + ("" if found else ": nothing to do"))
+    if left:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------------ main

@@ -450,39 +450,8 @@ class Router:
             _recover(path)
         except OSError:  # read-only location: load what is there
             pass
+        man = check_model_files(path)
         man_p = path / "manifest.json"
-        if not man_p.is_file():
-            raise ModelFormatError(f"{path}: no manifest.json; not a saved llmrec router")
-        _confined(path, "manifest.json")
-        try:
-            man = json.loads(man_p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelFormatError(f"{man_p}: corrupt manifest ({e})") from None
-        if not isinstance(man, dict):
-            raise ModelFormatError(f"{man_p}: the manifest is a JSON {type(man).__name__}, "
-                                   "not an object; not an llmrec router manifest")
-        if man.get("format") != "llmrec.router":
-            raise ModelFormatError(f"{man_p}: not an llmrec router manifest")
-        if man.get("format_version") != MODEL_FORMAT_VERSION:
-            raise ModelFormatError(f"{man_p}: model format version {man.get('format_version')}, "
-                                   f"this llmrec ({__version__}) reads version "
-                                   f"{MODEL_FORMAT_VERSION}; refit the router")
-        if man.get("checksum") != manifest_checksum(man):
-            raise ModelFormatError(f"{man_p}: manifest checksum mismatch (edited or corrupt "
-                                   "manifest); the model directory is corrupt, save it again")
-        files = man.get("files")
-        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-            raise ModelFormatError(f"{man_p}: 'files' must map file names to SHA-256 digests")
-        for fname, digest in files.items():
-            fp = _confined(path, fname)
-            if not fp.is_file() or _sha256(fp) != digest:
-                raise ModelFormatError(f"{fp}: missing or checksum mismatch; the model "
-                                       "directory is corrupt, save it again")
-        needed = ["router.npz"] + (["encoder.npz"] if man.get("featurizer") is not None else [])
-        for fname in needed:
-            if fname not in files:
-                raise ModelFormatError(f"{man_p}: 'files' lacks {fname}; the model directory "
-                                       "is corrupt, save it again")
         _import_all()
         rname = man.get("router")
         if not isinstance(rname, str) or rname not in ROUTERS:
@@ -528,13 +497,71 @@ class Router:
                             f"{router.featurizer_.encoder.fingerprint}, the router was fitted "
                             f"with {want} (other weights or settings installed?); restore "
                             "that encoder or refit")
-            router._set_state(man.get("state") or {}, arrays)
+            state = man.get("state") or {}
+            if not isinstance(state, dict):
+                raise TypeError("'state' must be an object")
+            router._set_state(state, arrays)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             if isinstance(e, ModelFormatError):
                 raise
             raise ModelFormatError(f"{path}: cannot restore {rname} ({e!r}); the files do "
                                    "not match this llmrec version") from None
         return router
+
+
+def check_model_files(path: str | os.PathLike) -> dict:
+    """Check a saved model's integrity without loading it; returns its manifest.
+
+    The manifest must be a JSON object of this format version whose ``checksum``
+    matches its content; every file it names must be a plain name inside ``path``
+    (no links out) with the SHA-256 the manifest gives. Raises
+    :class:`~llmrec.errors.ModelFormatError` naming the problem; changes nothing.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from llmrec.datasets import make_synthetic
+    >>> from llmrec.routers import make_router
+    >>> d = make_router("best-single").fit(make_synthetic(50, 4, seed=0)).save(
+    ...     os.path.join(tempfile.mkdtemp(), "m"))
+    >>> check_model_files(d)["router"]
+    'best-single'
+    """
+    path = Path(path)
+    man_p = path / "manifest.json"
+    if not man_p.is_file():
+        raise ModelFormatError(f"{path}: no manifest.json; not a saved llmrec router")
+    _confined(path, "manifest.json")
+    try:
+        man = json.loads(man_p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{man_p}: corrupt manifest ({e})") from None
+    if not isinstance(man, dict):
+        raise ModelFormatError(f"{man_p}: the manifest is a JSON {type(man).__name__}, "
+                               "not an object; not an llmrec router manifest")
+    if man.get("format") != "llmrec.router":
+        raise ModelFormatError(f"{man_p}: not an llmrec router manifest")
+    if man.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ModelFormatError(f"{man_p}: model format version {man.get('format_version')}, "
+                               f"this llmrec ({__version__}) reads version "
+                               f"{MODEL_FORMAT_VERSION}; refit the router")
+    if man.get("checksum") != manifest_checksum(man):
+        raise ModelFormatError(f"{man_p}: manifest checksum mismatch (edited or corrupt "
+                               "manifest); the model directory is corrupt, save it again")
+    files = man.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ModelFormatError(f"{man_p}: 'files' must map file names to SHA-256 digests")
+    for fname, digest in files.items():
+        fp = _confined(path, fname)
+        if not fp.is_file() or _sha256(fp) != digest:
+            raise ModelFormatError(f"{fp}: missing or checksum mismatch; the model "
+                                   "directory is corrupt, save it again")
+    needed = ["router.npz"] + (["encoder.npz"] if man.get("featurizer") is not None else [])
+    for fname in needed:
+        if fname not in files:
+            raise ModelFormatError(f"{man_p}: 'files' lacks {fname}; the model directory "
+                                   "is corrupt, save it again")
+    return man
 
 
 def load_router(path: str | os.PathLike, encoder=None) -> Router:
