@@ -195,7 +195,8 @@ def feedback_kill_trial(model: Path, log: Path, rng: random.Random, n_threads: i
     with llmrec_serve(model, log) as (proc, url):  # restart: repair, then append
         stop = threading.Event()
         threads = _feedback_clients(url, stop, acked, 2, rng.randrange(10**6), llms)
-        time.sleep(0.3)
+        _wait_for(lambda: len(acked) > n_before)  # the restarted server acknowledges
+        time.sleep(0.2)
         stop.set()
         for t in threads:
             t.join(15)

@@ -359,4 +359,46 @@ def test_request_and_record_size_limits(client, tmp_path):
     log = AppendLog(tmp_path / "l.jsonl", max_record_bytes=100)
     with pytest.raises(DataFormatError, match="limit is 100"):
         log.append([{"t": "y" * 200}])
-    assert (tmp_path / "l.jsonl").read_bytes() == b""
+    assert not (tmp_path / "l.jsonl").exists() or (tmp_path / "l.jsonl").read_bytes() == b""
+
+
+@pytest.mark.embed
+@pytest.mark.slow
+def test_custom_encoder_folder_is_saved_inside_the_model_and_checked(tmp_path):
+    """A model fitted with a sentence-transformers folder of its own carries a copy of
+    it (checked by the checksum chain) and loads with the original folder gone."""
+    pytest.importorskip("sentence_transformers")
+    import shutil
+    from llmrec.datasets import make_synthetic
+    from llmrec.encoders.sentence import SentenceTransformerEncoder, default_model_path
+    src = tmp_path / "my-encoder"
+    shutil.copytree(default_model_path(), src)
+    enc = SentenceTransformerEncoder(model=str(src), show_progress=False)
+    r = make_router("knn", k=1).fit(make_synthetic(30, 3, seed=0), encoder=enc)
+    d = r.save(tmp_path / "m")
+    shutil.rmtree(src)
+    man = _manifest(d)
+    assert man["featurizer"]["encoder"]["model"] == "encoder_model" and man["encoder_files"]
+    loaded = load_router(d)
+    assert loaded.featurizer_.encoder.fingerprint == r.featurizer_.encoder.fingerprint
+    np.testing.assert_allclose(loaded.score(["what is 2 + 2?"]), r.score(["what is 2 + 2?"]),
+                               atol=1e-5)
+    with open(d / "encoder_model" / "modules.json", "a") as f:  # tampered weights folder
+        f.write(" ")
+    with pytest.raises(ModelFormatError, match="checksum"):
+        load_router(d)
+
+
+def test_log_rotated_under_the_writer_is_reopened(tmp_path):
+    """An acknowledged record is always in the file at the log's path (not in a file
+    renamed away or deleted while the service held it open)."""
+    log = FeedbackLog(tmp_path / "fb.jsonl")
+    assert not (tmp_path / "fb.jsonl").exists()  # nothing is created before a write
+    log.append([{"text": "a", "llm": "m", "score": 1, "record_id": "a"}])
+    os.rename(tmp_path / "fb.jsonl", tmp_path / "fb.1.jsonl")
+    log.append([{"text": "b", "llm": "m", "score": 1, "record_id": "b"}])
+    (tmp_path / "fb.jsonl").unlink()
+    log.append([{"text": "c", "llm": "m", "score": 1, "record_id": "c"}])
+    assert [json.loads(x)["record_id"] for x in
+            (tmp_path / "fb.jsonl").read_text().splitlines()] == ["c"]
+    assert "a" in (tmp_path / "fb.1.jsonl").read_text()

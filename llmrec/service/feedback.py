@@ -86,7 +86,8 @@ class AppendLog:
     Parameters
     ----------
     path : str or Path
-        The log file; created (with its folder) on open.
+        The log file; repaired when opened, created (with its folder) by the first
+        append.
     id_field : str
         Field holding each record's id; a missing id is set to a fresh uuid4 hex.
     max_record_bytes : int
@@ -116,11 +117,33 @@ class AppendLog:
         self._writing = False
         self._needs_repair = False
         self.commits = 0  # fsyncs done (group commits), for tests and metrics
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired = repair_tail(self.path)
         self._ids = self._scan_ids()
+        self._fd: int | None = None  # opened (and the file created) by the first append
+        self._size = 0
+        self._closed = False
+
+    def _ensure_open(self) -> int:
+        """The open file; reopened when the path now names another file (rotated or
+        removed), so an acknowledged record is always in the file at ``path``."""
+        if self._closed:
+            raise ValueError(f"{self.path}: the log is closed")
+        if self._fd is not None:
+            try:
+                st = os.stat(self.path)
+                same = os.path.samestat(st, os.fstat(self._fd))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return self._fd
+            os.close(self._fd)
+            self._fd = None
+            self._needs_repair = False  # that file is no longer the log
+            repair_tail(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
+        return self._fd
 
     def _scan_ids(self) -> set:
         ids = set()
@@ -142,6 +165,7 @@ class AppendLog:
     def close(self) -> None:
         """Close the file (appends after this raise)."""
         with self._cond:
+            self._closed = True
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -216,12 +240,6 @@ class AppendLog:
     def _commit(self, batch: list[_Request]) -> None:
         """Write every request of the batch with one write + one fsync (leader only)."""
         try:
-            if self._fd is None:
-                raise ValueError(f"{self.path}: the log is closed")
-            if self._needs_repair:
-                os.ftruncate(self._fd, self._size)
-                os.fsync(self._fd)
-                self._needs_repair = False
             new_ids, chunks, results = set(), [], []
             for req in batch:
                 res = AppendResult()
@@ -236,6 +254,11 @@ class AppendLog:
                 results.append(res)
             data = b"".join(chunks)
             if data:
+                self._ensure_open()
+                if self._needs_repair:  # an earlier failed write could not be cut off
+                    os.ftruncate(self._fd, self._size)
+                    os.fsync(self._fd)
+                    self._needs_repair = False
                 try:
                     view = memoryview(data)
                     while view:
