@@ -107,6 +107,8 @@ def test_batcher_traces_a_failing_request_to_its_own_caller():
     ('{"prompts": ["q"], "cost_weight": 1e300}', "cost_weight"),
     ('{"prompts": ["q"], "candidates": ["\\udfff"]}', "candidates[0]"),
     ('{"prompts": ["q"], "k": 1e400}', "k"),
+    ('{"prompts": ["q"], "k": "3"}', "k"),
+    ('{"prompts": ["q"], "k": true}', "k"),
 ])
 def test_bad_numbers_and_names_are_422(client, body, field):
     _, c = client
@@ -115,12 +117,22 @@ def test_bad_numbers_and_names_are_422(client, body, field):
     assert field in r.text
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"prompts": ["\xff"]}',
+                                  '{"prompts": ["q"], "k": 1' + "0" * 5000 + "}"])
+def test_unparseable_bodies_are_4xx_not_5xx(client, body):
+    _, c = client
+    raw = body.encode("latin-1") if "\xff" in body else body.encode()
+    r = c.post("/v1/recommend", content=raw, headers=JSON)
+    assert 400 <= r.status_code < 500, r.text
+
+
 def test_lone_surrogate_in_feedback_is_422(client, root):
     _, c = client
     before = (root / "fb.jsonl").read_bytes() if (root / "fb.jsonl").exists() else b""
     for item in ('{"prompt": "x \\ud800", "llm": "llm-01", "score": 1}',
                  '{"prompt": "x", "llm": "llm-01\\ud800", "score": 1}',
-                 '{"prompt": "x", "llm": "llm-01", "score": NaN}'):
+                 '{"prompt": "x", "llm": "llm-01", "score": NaN}',
+                 '{"prompt": "x", "llm": "llm-01", "score": true}'):
         r = c.post("/v1/feedback", content='{"feedback": [%s]}' % item, headers=JSON)
         assert r.status_code == 422, r.text
         assert "feedback" in r.text

@@ -148,7 +148,8 @@ def test_interrupted_swap_keeps_old_model(tmp_path, synth, knn, monkeypatch):
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", rename)
-    monkeypatch.setattr(router_base._atomic_mod, "USE_RENAME_EXCHANGE", False)  # 2 renames
+    import llmrec._atomic
+    monkeypatch.setattr(llmrec._atomic, "USE_RENAME_EXCHANGE", False)  # the 2-rename path
     with pytest.raises(OSError, match="disk full"):
         new.save(d)
     monkeypatch.setattr(Path, "rename", real_rename)

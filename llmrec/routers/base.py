@@ -33,7 +33,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import _atomic as _atomic_mod
 from .._atomic import atomic_directory
 from .._atomic import recover as _recover
 from .._version import __version__
@@ -646,7 +645,8 @@ def _llm_table(llms) -> pd.DataFrame:
         raise ValueError("every LLM in 'llms' needs a name")
     t["name"] = t["name"].astype(str)
     if t["name"].duplicated().any():
-        raise ValueError(f"duplicate LLM names in 'llms': {sorted(set(t['name'][t['name'].duplicated()]))[:5]}")
+        dup = sorted(set(t["name"][t["name"].duplicated()]))
+        raise ValueError(f"duplicate LLM names in 'llms': {dup[:5]}")
     return t
 
 

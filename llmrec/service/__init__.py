@@ -5,7 +5,7 @@
 Nothing in llmrec's lower layers imports this package.
 """
 
-from .feedback import FeedbackLog, prompt_hash, read_feedback_log
+from .feedback import AppendLog, FeedbackLog, prompt_hash, read_feedback_log
 
 
 def create_app(*args, **kwargs):
@@ -14,4 +14,4 @@ def create_app(*args, **kwargs):
     return _create(*args, **kwargs)
 
 
-__all__ = ["create_app", "FeedbackLog", "prompt_hash", "read_feedback_log"]
+__all__ = ["create_app", "AppendLog", "FeedbackLog", "prompt_hash", "read_feedback_log"]

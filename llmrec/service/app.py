@@ -56,9 +56,9 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 class RecommendRequest(BaseModel):
     prompts: list[str] = Field(..., min_length=1, description="prompt texts")
-    k: int = Field(3, ge=1, description="LLMs per prompt")
+    k: int = Field(3, ge=1, strict=True, description="LLMs per prompt")
     candidates: Optional[list[str]] = Field(None, description="restrict to these LLMs")
-    cost_weight: float = Field(0.0, ge=0.0, le=1e9, allow_inf_nan=False,
+    cost_weight: float = Field(0.0, ge=0.0, le=1e9, allow_inf_nan=False, strict=True,
                                description="rank by score - w x LLM cost")
 
     @field_validator("prompts")
@@ -98,7 +98,7 @@ class RecommendResponse(BaseModel):
 class FeedbackItem(BaseModel):
     prompt: str = Field(..., min_length=1)
     llm: str = Field(..., min_length=1)
-    score: float = Field(..., allow_inf_nan=False)
+    score: float = Field(..., allow_inf_nan=False, strict=True)
     record_id: Optional[str] = Field(None, min_length=1, max_length=200,
                                      description="client id; a retry with it is written once")
 
@@ -498,9 +498,9 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         try:
             version = await do_reload(target)
         except Exception as e:  # noqa: BLE001 - never swap in a model that cannot answer
+            what = "" if isinstance(e, LLMRecError) else f"{type(e).__name__}: "
             raise HTTPException(422, f"reload failed, still serving version {state.version}: "
-                                     f"{type(e).__name__ + ': ' if not isinstance(e, LLMRecError) else ''}"
-                                     f"{e}") from None
+                                     f"{what}{e}") from None
         return {"model_version": version, "model_dir": str(state.model_dir),
                 "router": state.router.name}
 
