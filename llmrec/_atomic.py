@@ -228,15 +228,16 @@ def atomic_directory(path: str | os.PathLike,
         recover(path)
     except OSError:  # best effort; the swap below still never loses a directory
         pass
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a saved directory is shared
     lock_fd = None
-    try:
+    with _locked(path.parent):  # a cleaner (which holds this lock) never sees it unlocked
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
         if fcntl is not None:  # mark the temporary directory as a live save
             lock_fd = os.open(tmp, os.O_RDONLY)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a saved directory is shared
+    try:
         yield tmp
         _fsync_tree(tmp)
         with _locked(path.parent):
