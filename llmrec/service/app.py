@@ -216,13 +216,11 @@ def load_and_probe(model_dir) -> "object":
     """
     router = load_router(model_dir)
     try:
-        k = min(3, router.n_llms_)
-        for cand, cw in ((None, 0.0), (router.llm_names_[:1], 0.0)):
-            ids, scores = router.recommend_ids([_PROBE, "2 + 2 = ?"], k=k if cand is None else 1,
-                                               candidates=cand, cost_weight=cw,
+        for cand, k in ((None, min(3, router.n_llms_)), (router.llm_names_[-1:], 1)):
+            ids, scores = router.recommend_ids([_PROBE, "2 + 2 = ?"], k=k, candidates=cand,
                                                show_progress=False)
             ids, scores = np.asarray(ids), np.asarray(scores, dtype=np.float64)
-            want = (2, k if cand is None else 1)
+            want = (2, k)
             if ids.shape != want or scores.shape != want:
                 raise ValueError(f"answers of shape {ids.shape}, expected {want}")
             if ids.min() < 0 or ids.max() >= router.n_llms_:
