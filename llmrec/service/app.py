@@ -401,7 +401,9 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         return metrics.render({"llmrec_batch_calls_total": s.calls,
                                "llmrec_batched_requests_total": s.requests,
                                "llmrec_batched_prompts_total": s.prompts,
-                               "llmrec_model_version": state.version})
+                               "llmrec_model_version": state.version,
+                               "llmrec_batch_retries_total": s.retried_batches,
+                               "llmrec_feedback_fsyncs_total": fb_log.commits})
 
     @app.get("/v1/llms", dependencies=v1)
     async def llms():
