@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ._failpoints import failpoint
+
 try:  # POSIX advisory locks; absent on Windows (then no lock, same logic)
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux
@@ -238,13 +240,17 @@ def atomic_directory(path: str | os.PathLike,
     os.umask(mask)
     os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a saved directory is shared
     try:
+        failpoint("save:started")
         yield tmp
+        failpoint("save:complete")
         _fsync_tree(tmp)
+        failpoint("save:fsynced")
         with _locked(path.parent):
             if path.exists() or path.is_symlink():
                 if check_existing is not None:
                     check_existing(path)
                 if _exchange(tmp, path):  # tmp now holds the old directory
+                    failpoint("save:exchanged")
                     _fsync_path(path.parent, directory=True)
                     _remove(tmp)
                 else:
@@ -252,11 +258,13 @@ def atomic_directory(path: str | os.PathLike,
                     if old.exists() or old.is_symlink():
                         _remove(old)
                     path.rename(old)
+                    failpoint("save:between-renames")
                     try:
                         tmp.rename(path)
                     except BaseException:  # put the old directory back
                         old.rename(path)
                         raise
+                    failpoint("save:renamed")
                     _fsync_path(path.parent, directory=True)
                     _remove(old)
             else:

@@ -479,3 +479,68 @@ def bad_mix_load(url: str, llm: str, n_requests: int, n_threads: int, bad_fracti
         counts["p50_ms"] = round(lat[len(lat) // 2], 1)
         counts["p99_ms"] = round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1)
     return counts
+
+
+# ------------------------------------------------------------------ fail points
+SAVE_POINTS = ["save:started", "save:complete", "save:fsynced", "save:exchanged"]
+SAVE_POINTS_FALLBACK = ["save:between-renames", "save:renamed"]
+LOG_POINTS = ["log:mid-write", "log:written", "log:fsynced"]
+
+_SAVE_ONE = """
+import sys
+from llmrec.routers import load_router
+load_router(sys.argv[1]).save(sys.argv[2])
+"""
+
+_APPEND = """
+import sys
+from llmrec.service.feedback import FeedbackLog
+log = FeedbackLog(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    ids = [f"{sys.argv[3]}-{i}-{j}" for j in range(3)]
+    log.append([{"text": f"p{i}", "llm": "m", "score": 1.0, "record_id": x} for x in ids])
+    print(" ".join(ids), flush=True)
+"""
+
+
+def save_failpoint_trial(src_old: Path, src_new: Path, target: Path, point: str) -> dict:
+    """Save ``src_new`` over ``target`` (holding ``src_old``) in a process killed at
+    ``point``; then ``target`` must load as the old or the new model, without leftovers."""
+    import shutil
+    from llmrec._atomic import leftovers
+    from llmrec.routers import load_router
+    if target.exists():
+        shutil.rmtree(target)
+    load_router(src_old).save(target)
+    env = {"LLMREC_FAULT_POINT": point}
+    if point in SAVE_POINTS_FALLBACK:
+        env["LLMREC_NO_RENAME_EXCHANGE"] = "1"
+    p = subprocess.run([sys.executable, "-c", _SAVE_ONE, str(src_new), str(target)],
+                       env=_env(env), capture_output=True)
+    killed = p.returncode == -signal.SIGKILL
+    try:
+        name = load_router(target).name
+        ok = name in (load_router(src_old).name, load_router(src_new).name)
+    except Exception:  # noqa: BLE001
+        name, ok = None, False
+    return {"killed": int(killed), "unloadable": int(not ok), "loaded": name,
+            "leftovers_after_load": len(leftovers(target))}
+
+
+def log_failpoint_trial(log: Path, point: str, at: int = 2) -> dict:
+    """Append batches in a process killed at ``point`` on the ``at``-th commit; then a
+    new writer opens the log (repair), appends, and every acknowledged id must read."""
+    from llmrec.service.feedback import FeedbackLog
+    p = subprocess.run([sys.executable, "-c", _APPEND, str(log), "5", "a"],
+                       env=_env({"LLMREC_FAULT_POINT": f"{point}:{at}"}), capture_output=True,
+                       text=True)
+    acked = [x for line in p.stdout.splitlines() for x in line.split()]
+    w = FeedbackLog(log)
+    w.append([{"text": "after", "llm": "m", "score": 0.0, "record_id": "after"}])
+    w.close()
+    ids, readable = read_log_ids(log)
+    present = set(ids)
+    return {"killed": int(p.returncode == -signal.SIGKILL), "acked": len(acked),
+            "lost": sum(1 for x in acked + ["after"] if x not in present),
+            "duplicated": len(ids) - len(present), "unreadable": int(not readable),
+            "torn_moved_aside": int(w.repaired is not None)}

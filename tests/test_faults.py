@@ -111,3 +111,26 @@ def test_bad_requests_mixed_into_load_fail_no_good_request(two_models, tmp_path)
     assert out["bad"] > 20 and out["good"] > 100, out
     assert out["good_failed"] == 0 and out["bad_5xx"] == 0, out
     assert out["bad_4xx"] == out["bad"], out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", fh.SAVE_POINTS + fh.SAVE_POINTS_FALLBACK)
+def test_kill_at_every_step_of_a_save(two_models, tmp_path, point):
+    """Deterministic kill -9 at each step of a save (fail points): the old or the new
+    model loads from the target, and the load leaves no leftovers."""
+    out = fh.save_failpoint_trial(two_models / "a", two_models / "b", tmp_path / "m", point)
+    assert out["killed"] == 1 and out["unloadable"] == 0, out
+    assert out["leftovers_after_load"] == 0, out
+    if point in ("save:started", "save:complete", "save:fsynced", "save:between-renames"):
+        assert out["loaded"] == "best-single", out  # before the swap: the old model
+    else:
+        assert out["loaded"] == "random", out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", fh.LOG_POINTS)
+def test_kill_at_every_step_of_a_log_write(tmp_path, point):
+    out = fh.log_failpoint_trial(tmp_path / "fb.jsonl", point, at=2)
+    assert out["killed"] == 1 and out["acked"] == 3, out  # the first batch was acknowledged
+    assert out["lost"] == 0 and out["duplicated"] == 0 and out["unreadable"] == 0, out
+    assert out["torn_moved_aside"] == int(point == "log:mid-write"), out

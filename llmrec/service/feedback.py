@@ -45,6 +45,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .._failpoints import failpoint, hit as _fp_hit, kill as _fp_kill
 from ..data.records import PerformanceRecords
 from ..errors import DataFormatError
 
@@ -261,10 +262,15 @@ class AppendLog:
                     self._needs_repair = False
                 try:
                     view = memoryview(data)
+                    if _fp_hit("log:mid-write"):  # half a write, then a kill -9
+                        os.write(self._fd, view[:max(1, len(view) // 2)])
+                        _fp_kill()
                     while view:
                         n = os.write(self._fd, view)
                         view = view[n:]
+                    failpoint("log:written")
                     os.fsync(self._fd)
+                    failpoint("log:fsynced")
                 except BaseException:
                     try:  # cut the failed write off: the log ends on a complete record
                         os.ftruncate(self._fd, self._size)
