@@ -90,6 +90,8 @@ def main(argv=None):
     ap.add_argument("--save-trials", type=int, default=20, help="per rename mode")
     ap.add_argument("--feedback-trials", type=int, default=10)
     ap.add_argument("--reload-trials", type=int, default=8)
+    ap.add_argument("--failpoint-rounds", type=int, default=2,
+                    help="passes over every fail point of a save and of a log write")
     ap.add_argument("--patched-trials", type=int, default=20)
     ap.add_argument("--tmpfs-trials", type=int, default=5)
     ap.add_argument("--load-requests", type=int, default=3000)
@@ -118,6 +120,21 @@ def main(argv=None):
                 for _ in range(args.save_trials)]
         res[f"save_kill_{mode}"] = {"trials": len(rows), **_sum(rows)}
         print(mode, res[f"save_kill_{mode}"], flush=True)
+
+    rows = []
+    for rep in range(args.failpoint_rounds):
+        for point in fh.SAVE_POINTS + fh.SAVE_POINTS_FALLBACK:
+            rows.append(fh.save_failpoint_trial(work / "a", work / "b", work / "fp-save", point))
+    res["save_failpoints"] = {"trials": len(rows), **_sum(rows)}
+    print("save failpoints", res["save_failpoints"], flush=True)
+    rows = []
+    for rep in range(args.failpoint_rounds):
+        for point in fh.LOG_POINTS:
+            for at in (1, 2, 3):
+                log = work / f"fp-{rep}-{point.replace(':', '-')}-{at}.jsonl"
+                rows.append(fh.log_failpoint_trial(log, point, at=at))
+    res["log_failpoints"] = {"trials": len(rows), **_sum(rows)}
+    print("log failpoints", res["log_failpoints"], flush=True)
 
     rows = []
     for i in range(args.feedback_trials):
@@ -162,9 +179,10 @@ def main(argv=None):
         write_results(res, cmd.strip())
     print(json.dumps(res, indent=2))
     must_be_zero = {
-        "acknowledged records lost": res["feedback_kill"]["lost"]
+        "acknowledged records lost": res["log_failpoints"]["lost"] + res["feedback_kill"]["lost"]
         + res["full_disk_patched"]["lost"] + res.get("full_disk_tmpfs", {}).get("lost", 0),
-        "models unloadable": res["save_kill_exchange"]["unloadable"]
+        "models unloadable": res["save_failpoints"]["unloadable"]
+        + res["save_kill_exchange"]["unloadable"]
         + res["save_kill_two-renames"]["unloadable"] + res["reload_kill"]["unloadable"],
         "good requests failed": res["reload_kill"]["good_failed"]
         + res["bad_mix_load"]["good_failed"],
@@ -173,13 +191,20 @@ def main(argv=None):
     return 0 if not any(must_be_zero.values()) else 1
 
 
+def fh_points(kind: str) -> list[str]:
+    from tests import fault_harness as fh
+    pts = fh.SAVE_POINTS + fh.SAVE_POINTS_FALLBACK if kind == "save" else fh.LOG_POINTS
+    return [f"`{x}`" for x in pts]
+
+
 def write_results(res: dict, cmd: str) -> None:
     s, f, r, p = (res["save_kill_exchange"], res["save_kill_two-renames"],
                   res["reload_kill"], res["full_disk_patched"])
     fb, load, gc = res["feedback_kill"], res["bad_mix_load"], res["group_commit"]
+    sf, lf = res["save_failpoints"], res["log_failpoints"]
     t = res.get("full_disk_tmpfs")
-    lost = fb["lost"] + p["lost"] + (t["lost"] if t else 0)
-    unloadable = s["unloadable"] + f["unloadable"] + r["unloadable"]
+    lost = fb["lost"] + p["lost"] + (t["lost"] if t else 0) + lf["lost"]
+    unloadable = s["unloadable"] + f["unloadable"] + r["unloadable"] + sf["unloadable"]
     good_failed = r["good_failed"] + load["good_failed"]
     lines = [
         START, "## Fault injection and hostile load (`bench_faults.py`)", "",
@@ -198,6 +223,13 @@ def write_results(res: dict, cmd: str) -> None:
         f"| kill -9 during save (two-rename fallback) | {f['trials']} | unloadable "
         f"{f['unloadable']}; leftovers seen {f['leftovers_seen']}, left after the next load "
         f"{f['leftovers_after_load']} |",
+        f"| kill -9 at every step of a save (fail points: {', '.join(fh_points('save'))}) | "
+        f"{sf['trials']} | killed {sf['killed']}, unloadable {sf['unloadable']}, leftovers "
+        f"after the next load {sf['leftovers_after_load']} |",
+        f"| kill -9 at every step of a log write (fail points: {', '.join(fh_points('log'))}; "
+        f"1st-3rd commit) | {lf['trials']} | killed {lf['killed']}; {lf['acked']} acknowledged, "
+        f"lost {lf['lost']}, duplicated {lf['duplicated']}, unreadable {lf['unreadable']}; "
+        f"torn tails moved aside {lf['torn_moved_aside']} |",
         f"| kill -9 of `llmrec serve` during feedback writes, restart | {fb['trials']} | "
         f"{fb['acked']} records acknowledged, lost {fb['lost']}, duplicated "
         f"{fb['duplicated']}, unreadable logs {fb['unreadable']} |",
