@@ -580,7 +580,8 @@ def demo(ctx: typer.Context,
 # ----------------------------------------------------------------------- serve
 @app.command(help="Serve a model over HTTP (FastAPI + uvicorn); docs at /docs.\n\n"
              "Set LLMREC_API_KEY to require an X-API-Key header on /v1/*. SIGHUP or "
-             "POST /v1/admin/reload reloads the model without dropping requests.\n\n"
+             "POST /v1/admin/reload reloads the model without dropping requests (admin "
+             "endpoints need their own key: set LLMREC_ADMIN_KEY, send X-Admin-Key).\n\n"
              "Examples:\n\n  llmrec serve --model model --port 8000\n\n"
              "  curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
              "-d '{\"prompts\": [\"hi\"], \"k\": 2}'")
