@@ -100,26 +100,36 @@ def _locked(path: Path, blocking: bool = True) -> Iterator[bool]:
     if fcntl is None:  # pragma: no cover
         yield True
         return
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # cannot open the folder for a lock (odd file system): go on unlocked
+        yield True
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
+        except OSError:  # no flock on this file system (some network mounts): unlocked
+            pass
         yield True
     finally:
         os.close(fd)  # closing releases the lock
 
 
+def _is_old(p: Path, seconds: float = 3600.0) -> bool:
+    import time
+    try:
+        return time.time() - p.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
 def _is_dead_tmp(p: Path) -> bool:
     """True when ``p`` is a temporary save directory no live process holds."""
     if fcntl is None:  # pragma: no cover - no locks: only clean what is old
-        import time
-        try:
-            return time.time() - p.stat().st_mtime > 3600
-        except OSError:
-            return False
+        return _is_old(p)
     try:
         fd = os.open(p, os.O_RDONLY)
     except OSError:
@@ -129,6 +139,8 @@ def _is_dead_tmp(p: Path) -> bool:
         return True
     except BlockingIOError:
         return False
+    except OSError:  # pragma: no cover - no flock on this file system
+        return _is_old(p)
     finally:
         os.close(fd)
 
@@ -234,8 +246,11 @@ def atomic_directory(path: str | os.PathLike,
     with _locked(path.parent):  # a cleaner (which holds this lock) never sees it unlocked
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
         if fcntl is not None:  # mark the temporary directory as a live save
-            lock_fd = os.open(tmp, os.O_RDONLY)
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                lock_fd = os.open(tmp, os.O_RDONLY)
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            except OSError:  # no flock here: a dead save's folder is then left for doctor
+                pass
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a saved directory is shared
