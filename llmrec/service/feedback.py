@@ -460,7 +460,8 @@ def read_feedback_log(path, on_duplicate: str = "mean") -> PerformanceRecords:
     --------
     >>> import tempfile, os
     >>> log = FeedbackLog(os.path.join(tempfile.mkdtemp(), "fb.jsonl"))
-    >>> _ = log.append([{"text": "q", "llm": "a", "score": 1}, {"text": "q", "llm": "a", "score": 0}])
+    >>> _ = log.append([{"text": "q", "llm": "a", "score": 1},
+    ...                 {"text": "q", "llm": "a", "score": 0}])
     >>> float(read_feedback_log(log.path).dense()[0, 0])
     0.5
     """
