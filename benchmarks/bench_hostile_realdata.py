@@ -37,12 +37,18 @@ def replay(url: str, rounds: int) -> dict:
     good_failed = bad_codes = 0
     with httpx.Client(base_url=url, timeout=60) as c:
         def good(i):
-            return c.post("/v1/recommend", json={"prompts": [f"Explain topic {i} in law"],
-                                                  "k": 3}).status_code
+            try:
+                return c.post("/v1/recommend", json={"prompts": [f"Explain topic {i} in law"],
+                                                      "k": 3}).status_code
+            except httpx.HTTPError:  # no answer within 60 s counts as a failure
+                return 599
 
         def bad(_):
-            return c.post("/v1/recommend", content=SURROGATE,
-                          headers={"content-type": "application/json"}).status_code
+            try:
+                return c.post("/v1/recommend", content=SURROGATE,
+                              headers={"content-type": "application/json"}).status_code
+            except httpx.HTTPError:
+                return 599
 
         for _r in range(rounds):
             with ThreadPoolExecutor(21) as ex:
