@@ -415,8 +415,11 @@ def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
         if to is None:
             raise ConfigError(f"cannot guess the format of {out}; pass --to "
                               f"{'|'.join(_CONVERT_TO)}")
-    if to not in _CONVERT_TO:
-        raise ConfigError(f"--to {to!r}: choose one of {', '.join(_CONVERT_TO)}")
+    _choice(to, _CONVERT_TO, "--to")
+    if to == "records":
+        _out_dir(out, "OUT")
+    else:
+        _out_file(out, "OUT")
     rec = load_data(source)
     out.parent.mkdir(parents=True, exist_ok=True)
     if to == "long-csv":
@@ -541,10 +544,7 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         raise FileNotFoundError(f"--warm-start {warm_start}: no such model directory")
     if router is None and warm_start is None:
         raise ConfigError(f"--router is required (available: {', '.join(available_routers())})")
-    parts = []
-    for d in data:
-        with _prog.stage(f"read {d}", show=_progress()):
-            parts.append(load_data(d, on_duplicate))
+    parts = [load_data(d, on_duplicate) for d in data]
     data_specs = [_data_spec(d) for d in data]
     how = "fit"
     if warm_start is not None:
@@ -983,7 +983,7 @@ def cache_info(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
                                                         help="default $LLMREC_CACHE or "
                                                              "~/.cache/llmrec")):
     from .encoders.cache import default_cache_dir
-    root = cache_dir or default_cache_dir()
+    root = _out_dir(cache_dir or default_cache_dir(), "--cache-dir")
     entries = _cache_entries(root)
     total = sum(e[2] for e in entries)
     _echo(f"embedding cache: {root} ({len(entries)} encoder(s), {total / 2**20:.1f} MiB)")
@@ -998,7 +998,7 @@ def cache_clear(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
                                                               "~/.cache/llmrec")):
     import shutil
     from .encoders.cache import default_cache_dir
-    root = cache_dir or default_cache_dir()
+    root = _out_dir(cache_dir or default_cache_dir(), "--cache-dir")
     entries = _cache_entries(root)
     for d, _, _ in entries:
         shutil.rmtree(d, ignore_errors=True)
@@ -1014,15 +1014,18 @@ def cache_clear(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
              "  curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
              "-d '{\"prompts\": [\"hi\"], \"k\": 2}'")
 def serve(model: Path = typer.Option(..., "--model", help="model directory"),
-          host: str = typer.Option("127.0.0.1", "--host"),
-          port: int = typer.Option(8000, "--port"),
+          host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+          port: int = typer.Option(8000, "--port", help="TCP port (a busy port: exit 2)"),
           feedback_log: Optional[Path] = typer.Option(None, "--feedback-log",
                                                       help="default: MODEL/../feedback.jsonl"),
-          max_prompts: int = typer.Option(256, "--max-prompts"),
-          max_prompt_chars: int = typer.Option(8000, "--max-prompt-chars"),
+          max_prompts: int = typer.Option(256, "--max-prompts",
+                                          help="most prompts in one request"),
+          max_prompt_chars: int = typer.Option(8000, "--max-prompt-chars",
+                                               help="longest prompt, in characters"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
-          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms")):
+          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms",
+                                                help="micro-batching window, ms")):
     try:
         import uvicorn
         from .service.app import create_app
@@ -1031,6 +1034,7 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
                               "pip install 'llmrec[serve]'") from None
     if not model.exists():
         raise FileNotFoundError(f"model directory {model} does not exist")
+    _choice(long_prompts, ("truncate", "reject"), "--long-prompts")
     _check_port_free(host, port)
     application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
                              max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
