@@ -526,7 +526,10 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
                                                   help="saved model to start from"),
         on_duplicate: str = typer.Option("error", "--on-duplicate", help=ON_DUPLICATE_HELP),
-        no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP)):
+        no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+        val: Optional[str] = typer.Option(None, "--val",
+                                          help="validation records for routers that tune a "
+                                               "grid or stop early, e.g. splits/val")):
     from .data.records import PerformanceRecords
     from .routers import ROUTERS, available_routers, make_router
     _out_dir(out)
@@ -593,6 +596,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         _check_side_features(train, side, source)
         r = make_router(router, **params)
         kw = {"show_progress": _progress(), "side_features": side}
+        if val is not None:
+            kw["val_records"] = load_data(val, on_duplicate)
         if enc_obj is not None:
             kw["encoder"] = _cached(enc_obj, no_cache)
         elif getattr(ROUTERS.get(router), "needs_text", False):
@@ -608,6 +613,7 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         {"data": data_specs, "router": router, "params": _jsonable(params),
          "encoder": encoder, "encoder_params": _jsonable(enc_params), "side_features": side,
          "how": how, "warm_start": str(warm_start) if warm_start else None,
+         "val": _data_spec(val) if val else None,
          "on_duplicate": on_duplicate,
          "n_prompts": train.n_prompts, "n_llms": train.n_llms,
          "n_observed": train.n_observed}, indent=2))

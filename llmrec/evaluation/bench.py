@@ -388,7 +388,7 @@ def run_bench_seeds(data="synthetic", routers=None, protocol: str = "routereval"
                 todo.append((len(units) - 1, spec, seed, d))
     rows: dict[int, list] = {}
     bar = progress(total=len(todo), desc=f"bench {protocol}", show=show_progress,
-                   unit="run")
+                   unit="runs")
     try:
         if int(jobs) > 1 and len(todo) > 1:
             import multiprocessing as mp
