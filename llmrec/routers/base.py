@@ -183,6 +183,7 @@ class Router:
             X = self.featurizer_.transform(train, show_progress=show_progress)
             if val_records is not None:
                 X_val = self.featurizer_.transform(val_records, show_progress=show_progress)
+        self._show_progress = show_progress  # read by the epoch / grid loops of _fit
         self._fit(train, X, val_records, X_val)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
