@@ -107,6 +107,12 @@ class _Lines:
     def set_postfix(self, *args, **kwargs) -> None:
         pass
 
+    def set_postfix_str(self, *args, **kwargs) -> None:
+        pass
+
+    def refresh(self, *args, **kwargs) -> None:
+        pass
+
     def set_description(self, desc: str, refresh: bool = True) -> None:
         self.desc = desc
 
@@ -143,6 +149,12 @@ class _Off:
         self.n += n
 
     def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def set_postfix_str(self, *args, **kwargs) -> None:
+        pass
+
+    def refresh(self, *args, **kwargs) -> None:
         pass
 
     def set_description(self, desc: str, refresh: bool = True) -> None:

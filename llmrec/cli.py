@@ -1125,4 +1125,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         typer.echo(f"error: unexpected {type(e).__name__}: {_one_line(str(e))} (rerun with "
                    "--debug for the traceback)", err=True)
         code = 1
+    finally:  # an in-process caller (tests, notebooks) gets the library defaults back
+        _prog.set_quiet(False)
+        _prog.set_log_lines(False)
     sys.exit(code)
