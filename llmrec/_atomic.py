@@ -28,8 +28,7 @@ def atomic_directory(path: str | os.PathLike,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp", dir=path.parent))
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a saved directory is shared
@@ -56,47 +55,3 @@ def atomic_directory(path: str | os.PathLike,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary directories a killed writer of ``path`` left behind.
-
-    A temporary directory is named ``.<name>.tmp-<pid>-<random>``; it is stale when
-    that process no longer runs (a writer killed mid-save). Returns what was removed.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> d = Path(tempfile.mkdtemp())
-    >>> (d / ".model.tmp-999999999-x").mkdir()
-    >>> [p.name for p in remove_stale_temporaries(d / "model")]
-    ['.model.tmp-999999999-x']
-    """
-    path = Path(path)
-    removed = []
-    if not path.parent.is_dir():
-        return removed
-    prefix = f".{path.name}.tmp-"
-    for p in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
-        pid = p.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    import glob
-    return glob.escape(name)

@@ -1,17 +1,15 @@
 """The CLI workflow pieces of issue 10: split -> fit -> evaluate with the training-prompt
 overlap warning, precomputed embeddings as an encoder, the embedding cache on by
-default, the progress helper, and stale temporary model directories."""
+default, the progress helper."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from llmrec import _progress, cli
-from llmrec._atomic import atomic_directory, remove_stale_temporaries
 from llmrec.datasets import make_synthetic
 from llmrec.routers import load_router
 
@@ -165,13 +163,22 @@ def test_progress_lines_from_a_cli_fit(csv, tmp_path, capsys, monkeypatch):
     assert code == 0 and "[llmrec]" not in err
 
 
-def test_stale_temporary_directories_are_removed(tmp_path):
-    dead = tmp_path / ".model.tmp-999999999-abc"
-    dead.mkdir()
-    (dead / "big.npz").write_bytes(b"0" * 100)
-    alive = tmp_path / f".model.tmp-{os.getppid()}-abc"
-    alive.mkdir()
-    with atomic_directory(tmp_path / "model") as t:
-        (t / "x").write_text("1")
-    assert not dead.exists() and alive.exists() and (tmp_path / "model" / "x").exists()
-    assert remove_stale_temporaries(tmp_path / "model") == []
+def test_a_long_table_header_is_not_sniffed_as_another_format(tmp_path, capsys):
+    """prompt_id, llm, score win over EmbedLLM's model_id / prompt_id / label."""
+    f = tmp_path / "r.csv"
+    f.write_text("prompt_id,llm,score,model_id,label\np1,a,1,x,y\np1,b,0,x,y\n")
+    code, out, err = call(capsys, "data", "info", f)
+    assert code == 0, err
+    assert "1 prompts x 2 LLMs" in out
+
+
+def test_bench_jobs_match_a_serial_run(tmp_path, capsys):
+    rec = make_synthetic(80, 4, n_topics=2, seed=0)
+    rec.to_long(with_text=True).to_csv(tmp_path / "r.csv", index=False)
+    args = ["-q", "bench", "--data", tmp_path / "r.csv", "--protocol", "cold-prompt",
+            "--routers", "best-single,random", "--seeds", "2", "--n-boot", "0"]
+    assert call(capsys, *args, "--out", tmp_path / "a")[0] == 0
+    assert call(capsys, *args, "--jobs", "2", "--out", tmp_path / "b")[0] == 0
+    a = json.loads((tmp_path / "a" / "results.json").read_text())["summary"]
+    b = json.loads((tmp_path / "b" / "results.json").read_text())["summary"]
+    assert a == b
