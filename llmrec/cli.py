@@ -465,9 +465,11 @@ def encode(source: str = typer.Argument(..., help="dataset name or path"),
     rec = load_data(source, on_duplicate)
     _require_text(rec, source, "encode")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not no_cache and not enc.requires_fit:
-        enc = _cached(enc, no_cache, cache_dir)
-    res = encode_records(rec, encoder=enc, out_path=out, show_progress=_progress())
+    explicit = cache_dir if not no_cache else None  # an explicit --cache-dir caches any encoder
+    if explicit is None:
+        enc = _cached(enc, no_cache)
+    res = encode_records(rec, encoder=enc, out_path=out, cache_dir=explicit,
+                         show_progress=_progress())
     _echo(f"wrote {res['n']} x {res['dim']} embeddings to {res['npy']} (ids: {res['ids']}; "
           f"encoder {res['encoder']})")
 
