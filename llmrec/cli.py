@@ -251,7 +251,7 @@ def _out_file(path: Path, option: str = "--out") -> Path:
 
 
 NO_CACHE_HELP = ("do not use the embedding cache (default: on for sentence encoders; "
-                 "directory $LLMREC_CACHE or ~/.cache/llmrec, see llmrec cache info)")
+                 "directory $LLMREC_CACHE/emb or ~/.cache/llmrec/emb, see llmrec cache info)")
 ON_DUPLICATE_HELP = ("repeated (prompt, LLM) records with different scores: error|mean|first "
                      "(long tables)")
 
@@ -967,8 +967,8 @@ cache_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                              "fit, recommend, evaluate, encode and bench keep sentence "
                              "embeddings there (keyed by encoder fingerprint and prompt "
                              "text), so a refit never re-encodes the same prompts. "
-                             "Location: $LLMREC_CACHE, else ~/.cache/llmrec; --no-cache on "
-                             "a command skips it.\n\nExamples:\n\n  llmrec cache info\n\n"
+                             "Location: $LLMREC_CACHE/emb, else ~/.cache/llmrec/emb; --no-cache "
+                             "on a command skips it.\n\nExamples:\n\n  llmrec cache info\n\n"
                              "  llmrec cache clear")
 app.add_typer(cache_app, name="cache")
 
@@ -988,8 +988,8 @@ def _cache_entries(root: Path) -> list:
 @cache_app.command("info", help="Show the embedding cache directory and its size per "
                    "encoder.\n\nExamples:\n\n  llmrec cache info")
 def cache_info(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
-                                                        help="default $LLMREC_CACHE or "
-                                                             "~/.cache/llmrec")):
+                                                        help="default $LLMREC_CACHE/emb or "
+                                                             "~/.cache/llmrec/emb")):
     from .encoders.cache import default_cache_dir
     root = _out_dir(cache_dir or default_cache_dir(), "--cache-dir")
     entries = _cache_entries(root)
@@ -1002,8 +1002,8 @@ def cache_info(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
 @cache_app.command("clear", help="Delete the cached embeddings (only the cache's own shard "
                    "folders).\n\nExamples:\n\n  llmrec cache clear")
 def cache_clear(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
-                                                         help="default $LLMREC_CACHE or "
-                                                              "~/.cache/llmrec")):
+                                                         help="default $LLMREC_CACHE/emb or "
+                                                              "~/.cache/llmrec/emb")):
     import shutil
     from .encoders.cache import default_cache_dir
     root = _out_dir(cache_dir or default_cache_dir(), "--cache-dir")

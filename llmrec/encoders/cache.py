@@ -47,8 +47,8 @@ def text_key(text: str) -> bytes:
 
 
 def default_cache_dir() -> Path:
-    """Where the command line keeps embeddings: ``$LLMREC_CACHE``, else
-    ``$XDG_CACHE_HOME/llmrec``, else ``~/.cache/llmrec``.
+    """Where the command line keeps embeddings: ``emb/`` under llmrec's cache root,
+    ``$LLMREC_CACHE``, else ``$XDG_CACHE_HOME/llmrec``, else ``~/.cache/llmrec``.
 
     Examples
     --------
@@ -57,9 +57,9 @@ def default_cache_dir() -> Path:
     """
     env = os.environ.get("LLMREC_CACHE")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser() / "emb"
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec" / "emb"
 
 
 def _safe_dirname(fingerprint: str) -> str:
