@@ -403,11 +403,36 @@ _CONVERT_TO = ("long-csv", "parquet", "records", "routereval")
                   "--to long-csv (one row per record, with text), parquet (same table), "
                   "records (PerformanceRecords directory) or routereval (a RouterEval "
                   "pickle; needs llmrec.data.formats.routereval). Guessed from OUT when "
-                  "omitted.\n\nExamples:\n\n  llmrec data convert synthetic synth.csv\n\n"
-                  "  llmrec data convert records.csv out.parquet --to parquet")
+                  "omitted.\n\nImporting your own long table: --prompt-col / --llm-col / "
+                  "--score-col / --cost-col name its columns, --prompts / --llms add a prompt "
+                  "table (text, benchmark, category, ...) and an LLM table (name, params_b, "
+                  "price_input, price_output, ...), --on-duplicate merges repeated records; "
+                  "every command then reads OUT as it is.\n\n"
+                  "Examples:\n\n  llmrec data convert synthetic synth.csv\n\n"
+                  "  llmrec data convert records.csv out.parquet --to parquet\n\n"
+                  "  llmrec data convert raw.csv records --prompt-col q --llm-col model "
+                  "--score-col acc --llms llms.csv --on-duplicate mean")
 def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
                  out: Path = typer.Argument(..., help="output path"),
-                 to: Optional[str] = typer.Option(None, "--to", help="|".join(_CONVERT_TO))):
+                 to: Optional[str] = typer.Option(None, "--to", help="|".join(_CONVERT_TO)),
+                 prompt_col: Optional[str] = typer.Option(None, "--prompt-col",
+                                                          help="prompt id column of SOURCE "
+                                                               "(default prompt_id)"),
+                 llm_col: Optional[str] = typer.Option(None, "--llm-col",
+                                                       help="LLM column (default llm)"),
+                 score_col: Optional[str] = typer.Option(None, "--score-col",
+                                                         help="score column (default score)"),
+                 cost_col: Optional[str] = typer.Option(None, "--cost-col",
+                                                        help="per-record cost column "
+                                                             "(default cost, when present)"),
+                 prompts: Optional[Path] = typer.Option(None, "--prompts",
+                                                        help="prompt table: prompt_id, text"
+                                                             "[, benchmark, category, ...]"),
+                 llms: Optional[Path] = typer.Option(None, "--llms",
+                                                     help="LLM table: name[, params_b, "
+                                                          "price_input, price_output, ...]"),
+                 on_duplicate: str = typer.Option("error", "--on-duplicate",
+                                                  help=ON_DUPLICATE_HELP)):
     if to is None:
         suf = out.suffix.lower()
         to = {".csv": "long-csv", ".parquet": "parquet", ".pkl": "routereval",
@@ -420,7 +445,21 @@ def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
         _out_dir(out, "OUT")
     else:
         _out_file(out, "OUT")
-    rec = load_data(source)
+    custom = {k: v for k, v in (("prompt_col", prompt_col), ("llm_col", llm_col),
+                                ("score_col", score_col), ("cost_col", cost_col),
+                                ("prompts", prompts), ("llms", llms)) if v is not None}
+    if custom:
+        from .data.formats import read_long
+        for opt, f in (("--prompts", prompts), ("--llms", llms)):
+            if f is not None and not f.is_file():
+                raise FileNotFoundError(f"{opt} {f}: no such file")
+        if not Path(source).exists():
+            raise DatasetNotFoundError(f"{source}: no such file or directory (--prompt-col, "
+                                       "--llms, ... apply to a long table file)")
+        _choice(on_duplicate, ("error", "mean", "first"), "--on-duplicate")
+        rec = read_long(Path(source), on_duplicate=on_duplicate, **custom)
+    else:
+        rec = load_data(source, on_duplicate)
     out.parent.mkdir(parents=True, exist_ok=True)
     if to == "long-csv":
         rec.to_long(with_text=True).to_csv(out, index=False)

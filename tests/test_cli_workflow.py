@@ -182,3 +182,20 @@ def test_bench_jobs_match_a_serial_run(tmp_path, capsys):
     a = json.loads((tmp_path / "a" / "results.json").read_text())["summary"]
     b = json.loads((tmp_path / "b" / "results.json").read_text())["summary"]
     assert a == b
+
+
+def test_data_convert_imports_a_custom_long_table(tmp_path, capsys):
+    raw = tmp_path / "raw.csv"
+    raw.write_text("q,model,acc,text\nx,m1,1,hello there\nx,m2,0,hello there\n"
+                   "y,m1,0,bye now\ny,m2,1,bye now\ny,m2,0,bye now\n")
+    (tmp_path / "llms.csv").write_text("name,price_input,price_output\nm1,1,2\nm2,5,10\n")
+    code, out, err = call(capsys, "data", "convert", raw, tmp_path / "rec", "--prompt-col",
+                          "q", "--llm-col", "model", "--score-col", "acc", "--llms",
+                          tmp_path / "llms.csv", "--on-duplicate", "mean")
+    assert code == 0, err
+    rec = cli.load_data(str(tmp_path / "rec"))
+    assert rec.shape == (2, 2) and rec.dense()[1, 1] == 0.5
+    assert list(rec.llms["price_output"]) == [2, 10] and rec.texts == ["hello there", "bye now"]
+    code, _, err = call(capsys, "data", "convert", raw, tmp_path / "r2", "--llms",
+                        tmp_path / "none.csv")
+    assert code == 2 and "none.csv" in err
