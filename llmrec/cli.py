@@ -578,6 +578,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
     params = _parse_params(param)
     if router is not None:
         params = _router_params(router, param)
+    if "side_features" in params:
+        raise ConfigError("--param side_features: use --side-feature NAME (repeatable)")
     enc_params = _parse_params(encoder_param, "--encoder-param")
     if enc_params and encoder is None:
         encoder = "tfidf"
