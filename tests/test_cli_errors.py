@@ -104,6 +104,7 @@ CASES = {
         (("bench", "--data", "{d}/none.csv", "--routers", "best-single", "--out", "{d}/b"), 2,
          "none.csv"),
         (("serve", "--model", "{d}/nomodel"), 2, "nomodel"),
+        (("doctor", "{d}/nowhere"), 2, "nowhere"),
     ],
     "wrong type": [
         (("recommend", "--model", "{d}/model", "-k", "abc", "hi"), 2, "'-k'"),
@@ -135,6 +136,7 @@ CASES = {
          "--protocol"),
         (("serve", "--model", "{d}/model", "--port", "http"), 2, "--port"),
         (("serve", "--model", "{d}/model", "--long-prompts", "cut"), 2, "--long-prompts"),
+        (("serve", "--model", "{d}/model", "--max-body-bytes", "big"), 2, "--max-body-bytes"),
         (("data", "convert", "{d}/ok.csv", "{d}/o.csv", "--to", "excel"), 2, "--to 'excel'"),
         (("encode", "{d}/ok.csv", "--out", "{d}/e.npy", "--encoder-param", "dimm=3"), 2,
          "did you mean 'dim'"),
