@@ -1,0 +1,15 @@
+"""Layer 4: policies turn a router's scores into a choice and its probability.
+
+Routers predict; policies decide (greedy, epsilon-greedy, softmax). :func:`choose`
+runs a router and a policy on prompts; :func:`decision_records` writes the result in
+the decision-log schema; :mod:`llmrec.policies.learning` refits routers on logged
+(prompt, chosen LLM, outcome) triples.
+"""
+
+from .base import (POLICIES, EpsilonGreedyPolicy, GreedyPolicy, Policy, SoftmaxPolicy,
+                   make_policy, policy_spec)
+from .decide import Decisions, choose, decision_records, router_version
+
+__all__ = ["Policy", "GreedyPolicy", "EpsilonGreedyPolicy", "SoftmaxPolicy", "POLICIES",
+           "make_policy", "policy_spec", "Decisions", "choose", "decision_records",
+           "router_version"]
