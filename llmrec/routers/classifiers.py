@@ -265,13 +265,17 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- linear
-def _ridge_masked(X, dense, obs, alpha, fit_intercept=True):
-    """Per-LLM ridge on each LLM's observed rows; one multi-output fit when dense."""
+def _ridge_masked(X, dense, obs, alpha, fit_intercept=True, weight=None):
+    """Per-LLM ridge on each LLM's observed rows; one multi-output fit when dense.
+
+    ``weight`` (n, m), optional: per-record sample weights (0 drops a record)."""
     from sklearn.linear_model import Ridge
     m, d = dense.shape[1], X.shape[1]
     coef = np.zeros((m, d), dtype=np.float32)
     intercept = np.full(m, np.nan, dtype=np.float32)
-    full = obs.all(axis=0)
+    if weight is not None:
+        obs = obs & (weight > 0)
+    full = obs.all(axis=0) if weight is None else np.zeros(m, bool)
     if full.any():
         model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X, dense[:, full])
         coef[full] = np.atleast_2d(model.coef_)
@@ -280,7 +284,8 @@ def _ridge_masked(X, dense, obs, alpha, fit_intercept=True):
         rows = obs[:, j]
         if rows.sum() == 0:
             continue  # no record: scores -inf
-        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X[rows], dense[rows, j])
+        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(
+            X[rows], dense[rows, j], sample_weight=None if weight is None else weight[rows, j])
         coef[j] = model.coef_
         intercept[j] = model.intercept_ if fit_intercept else 0.0
     return coef, intercept
@@ -315,12 +320,16 @@ class LinearRouter(_TunedRouter):
 
     name = "linear"
     supports_new_llms = True
+    supports_sample_weight = True
 
     def __init__(self, alpha: float = 1.0, alpha_grid: Sequence[float] | None = None):
         self.alpha = alpha
         self.alpha_grid = alpha_grid
 
     def _fit(self, records, X, val, X_val):
+        self._fit_weighted(records, X, val, X_val, None)
+
+    def _fit_weighted(self, records, X, val, X_val, weight):
         if float(self.alpha) < 0:
             raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
         grid = _check_grid(self.alpha_grid, "alpha_grid", val, float)
@@ -330,10 +339,10 @@ class LinearRouter(_TunedRouter):
         if grid is not None:
             truth = val.dense()
             for a in grid:
-                coef, b = _ridge_masked(X, dense, obs, a)
+                coef, b = _ridge_masked(X, dense, obs, a, weight=weight)
                 self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
             self.alpha_ = float(_pick_best(self.val_mu_))
-        self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_)
+        self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_, weight=weight)
 
     def _score(self, X, prompts, n):
         return _finite_or_neg_inf(X @ self.coef_.T + self.intercept_[None, :])
