@@ -468,11 +468,35 @@ def recommend(prompts: List[str] = typer.Argument(None, help="prompt texts"),
              "score on these records (RouterEval's definitions, llmrec.evaluation.metrics); "
              "Hit@3: share of solvable prompts (some LLM scores >= 0.5) whose top-3 holds a "
              "successful LLM.\n\n"
-             "Examples:\n\n  llmrec evaluate --model model --data test.csv")
+             "With --logs DECISIONS instead of --data: off-policy estimates (IPS, SNIPS, "
+             "DM, DR, with bootstrap intervals and effective sample size) of the model's "
+             "mean score from a service's decision log (llmrec.evaluation.ope), with a "
+             "warning when the logging policy does not cover the model's choices.\n\n"
+             "Examples:\n\n  llmrec evaluate --model model --data test.csv\n\n"
+             "  llmrec evaluate --model model-v2 --logs logs/")
 def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
-             data: str = typer.Option(..., "--data", help="dataset name or path"),
-             as_json: bool = typer.Option(False, "--json", help="print JSON")):
+             data: Optional[str] = typer.Option(None, "--data", help="dataset name or path"),
+             as_json: bool = typer.Option(False, "--json", help="print JSON"),
+             logs: Optional[Path] = typer.Option(
+                 None, "--logs", help="decision log (decisions.jsonl or the service's log "
+                                      "folder): estimate off-policy instead of --data"),
+             policy: str = typer.Option("greedy", "--policy",
+                                        help="with --logs: how the model would choose, e.g. "
+                                             "greedy, epsilon-greedy:eps=0.1"),
+             n_boot: int = typer.Option(1000, "--n-boot", help="with --logs: bootstrap "
+                                                               "replicates"),
+             level: float = typer.Option(0.9, "--level", help="with --logs: interval level"),
+             clip: Optional[float] = typer.Option(None, "--clip",
+                                                  help="with --logs: cap on importance "
+                                                       "weights (default none)")):
     import numpy as np
+    if logs is not None:
+        if data is not None:
+            raise ConfigError("give --data (full-information records) or --logs (a decision "
+                              "log), not both")
+        return _evaluate_logs(model, logs, policy, n_boot, level, clip, as_json)
+    if data is None:
+        raise ConfigError("--data or --logs is required")
     r = _load_model(model)
     rec = load_data(data)
     names = r.llm_names_
@@ -495,6 +519,104 @@ def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
     else:
         _echo(f"{r.name} on {m['n_prompts']} prompts: mu {m['mu']:.4f}  Vb {m['Vb']:.4f}  "
               f"Hit@3 {m['hit@3']:.4f}")
+
+
+def _evaluate_logs(model: Path, logs: Path, policy: str, n_boot: int, level: float,
+                   clip: Optional[float], as_json: bool):
+    """``evaluate --logs``: off-policy estimates of a saved model from a decision log."""
+    import warnings
+    from .data.decisions import read_decisions
+    from .evaluation.ope import SupportWarning, evaluate_logs
+    if not 0 < level < 1:
+        raise ConfigError(f"--level must be in (0, 1), got {level}")
+    if n_boot < 2:
+        raise ConfigError(f"--n-boot must be >= 2, got {n_boot}")
+    if clip is not None and clip <= 0:
+        raise ConfigError(f"--clip must be > 0, got {clip}")
+    r = _load_model(model)
+    table = read_decisions(logs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupportWarning)  # printed below, once
+        res = evaluate_logs(table, r, policy=policy, n_boot=n_boot, level=level, clip=clip)
+    res.update(router=r.name, model=str(model), n_decisions=len(table),
+               torn_lines=table.attrs.get("torn_lines", 0))
+    if as_json:
+        _echo(json.dumps(res))
+    else:
+        _echo(f"{r.name} ({res['policy']}) off-policy on {res['n']} decisions with outcomes "
+              f"(of {len(table)} logged); logging policy's mean outcome "
+              f"{res['logged_mean']:.4f}")
+        _echo(f"  {'estimator':<10}{'estimate':>10}  {int(level * 100)}% interval")
+        for e in ("ips", "snips", "dm", "dr"):
+            if e in res:
+                v = res[e]
+                _echo(f"  {e.upper():<10}{v['estimate']:>10.4f}  [{v['low']:.4f}, "
+                      f"{v['high']:.4f}]")
+        _echo(f"  effective sample size {res['ess']:.1f}; unsupported choice mass "
+              f"{res['unsupported_mass']:.3f} (support checked: {res['support_checked']})")
+    for w in res["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
+
+
+@app.command(help="Refit a model on a service's decision log (partial feedback).\n\n"
+             "Each logged decision with an outcome is one observed record (prompt, chosen "
+             "LLM, outcome); the other LLMs stay unobserved. Routers that accept weights "
+             "(linear) weight records by the clipped inverse propensity. The new model has "
+             "the router type, parameters and encoder settings of --warm-start; with "
+             "--data the full-information records are added (e.g. the data the deployed "
+             "model was fitted on).\n\n"
+             "Examples:\n\n  llmrec refit --logs logs/ --warm-start model --out model-v2\n\n"
+             "  llmrec refit --logs logs/ --warm-start model --data train.csv --out model-v2")
+def refit(logs: Path = typer.Option(..., "--logs", help="decision log file or folder"),
+          warm_start: Path = typer.Option(..., "--warm-start",
+                                          help="the deployed model (router, parameters, LLMs)"),
+          out: Path = typer.Option(..., "--out", help="model directory to write"),
+          data: List[str] = typer.Option([], "--data", help="full-information records to "
+                                                             "add (repeatable)"),
+          clip: float = typer.Option(10.0, "--clip", help="cap on 1/propensity"),
+          weighting: str = typer.Option("ips", "--weighting", help="ips|none")):
+    from .data.decisions import read_decisions
+    from .data.records import PerformanceRecords
+    from .policies.learning import fit_logged
+    from .routers import make_router
+    if weighting not in ("ips", "none"):
+        raise ConfigError(f"--weighting must be ips or none, got {weighting!r}")
+    if clip < 1:
+        raise ConfigError(f"--clip must be >= 1, got {clip}")
+    old = _load_model(warm_start)
+    table = read_decisions(logs)
+    parts = [load_data(d) for d in data]
+    full = None
+    if parts:
+        full = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+        missing = [n for n in old.llm_names_ if n not in set(full.llm_names)]
+        if missing:
+            raise DataFormatError(f"--data lacks LLM(s) {missing[:5]} of {warm_start}")
+        full = full.select_llms(old.llm_names_)
+    enc = None
+    side = ()
+    if old.featurizer_ is not None:
+        from .encoders import encoder_from_state
+        cfg = old.featurizer_.encoder.get_config()
+        enc = encoder_from_state(cfg, {}) if cfg.get("type") == "tfidf" else \
+            old.featurizer_.encoder
+        side = tuple(old.featurizer_.side_features)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        r = fit_logged(make_router(old.name, **old.get_params()), table, warm_start=full,
+                       clip=clip, weighting=weighting, encoder=enc, side_features=side,
+                       llm_names=old.llm_names_, show_progress=_progress())
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    r.save(out)
+    info = {**r.logged_fit_, "logs": str(logs), "warm_start": str(warm_start),
+            "data": [_data_spec(d) for d in data], "router": old.name, "how": "refit on logs"}
+    (out / "fit_info.json").write_text(json.dumps(_jsonable(info), indent=2))
+    _echo(f"refit {old.name} on {info['n_decisions']} logged outcomes "
+          f"({'inverse-propensity weighted' if info['weighted'] else 'unweighted'}"
+          + (f", plus {full.n_prompts} full-information prompts" if full is not None else "")
+          + f") -> {out}")
 
 
 # ---------------------------------------------------------------- bench / demo

@@ -164,8 +164,8 @@ def read_decisions(path, outcomes=None, on_duplicate_outcome: str = "mean") -> p
             objs, t = _read_jsonl(fp)
             torn += t
         for line, obj in objs:
-            if "chosen" not in obj:  # an outcome written into the same file
-                continue
+            if "chosen" not in obj and "decision_id" in obj and "score" in obj:
+                continue  # an outcome written into the same file
             _check_decision(obj, f"{fp}, line {line}")
             did = str(obj["decision_id"])
             if did in seen:

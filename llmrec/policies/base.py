@@ -21,7 +21,7 @@ POLICIES: dict[str, type] = {}
 
 
 def _register(cls):
-    POLICIES[cls.name] = cls
+    POLICIES[cls.key] = cls
     return cls
 
 
@@ -59,11 +59,12 @@ class Policy:
     """Base class: a rule from scores to a distribution over LLMs.
 
     Subclasses implement :meth:`probabilities`; :meth:`choose` samples from it.
-    ``name`` plus the parameters give :attr:`spec`, the string logged with every
-    decision and accepted back by :func:`make_policy`.
+    ``key`` (the registry name) plus the parameters give :attr:`spec`, the string
+    logged with every decision and accepted back by :func:`make_policy`; ``name`` is
+    the same spec, so a service that logs ``policy.name`` logs the parameters too.
     """
 
-    name = "base"
+    key = "base"
 
     def params(self) -> dict:
         return {}
@@ -71,7 +72,11 @@ class Policy:
     @property
     def spec(self) -> str:
         p = self.params()
-        return self.name + (":" + ",".join(f"{k}={v:g}" for k, v in p.items()) if p else "")
+        return self.key + (":" + ",".join(f"{k}={v:g}" for k, v in p.items()) if p else "")
+
+    @property
+    def name(self) -> str:
+        return self.spec
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
@@ -128,7 +133,7 @@ class GreedyPolicy(Policy):
     array([[0. , 0.5, 0.5]])
     """
 
-    name = "greedy"
+    key = "greedy"
 
     def probabilities(self, scores, mask=None) -> np.ndarray:
         S, M = _prepare(scores, mask)
@@ -150,7 +155,7 @@ class EpsilonGreedyPolicy(Policy):
     array([[0.1, 0.9]])
     """
 
-    name = "epsilon-greedy"
+    key = "epsilon-greedy"
 
     def __init__(self, eps: float = 0.1):
         eps = float(eps)
@@ -188,7 +193,7 @@ class SoftmaxPolicy(Policy):
     array([[0.25, 0.75]])
     """
 
-    name = "softmax"
+    key = "softmax"
 
     def __init__(self, temperature: float = 0.05, floor: float = 0.0):
         temperature, floor = float(temperature), float(floor)
