@@ -7,10 +7,11 @@ the decision-log schema; :mod:`llmrec.policies.learning` refits routers on logge
 """
 
 from .base import (POLICIES, EpsilonGreedyPolicy, GreedyPolicy, Policy, SoftmaxPolicy,
-                   make_policy, policy_spec)
+                   ThompsonPolicy, UCBPolicy, make_policy, policy_spec)
 from .decide import Decisions, choose, decision_records, router_version
 from .learning import fit_logged, ipw_weights, logged_records
 
-__all__ = ["Policy", "GreedyPolicy", "EpsilonGreedyPolicy", "SoftmaxPolicy", "POLICIES",
+__all__ = ["Policy", "GreedyPolicy", "EpsilonGreedyPolicy", "SoftmaxPolicy", "UCBPolicy",
+           "ThompsonPolicy", "POLICIES",
            "make_policy", "policy_spec", "Decisions", "choose", "decision_records",
            "router_version", "fit_logged", "logged_records", "ipw_weights"]

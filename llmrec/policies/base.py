@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Policy", "GreedyPolicy", "EpsilonGreedyPolicy", "SoftmaxPolicy", "POLICIES",
-           "make_policy", "policy_spec"]
+__all__ = ["Policy", "GreedyPolicy", "EpsilonGreedyPolicy", "SoftmaxPolicy", "UCBPolicy",
+           "ThompsonPolicy", "POLICIES", "make_policy", "policy_spec"]
 
 POLICIES: dict[str, type] = {}
 
@@ -65,6 +65,8 @@ class Policy:
     """
 
     key = "base"
+    #: reads the router's score uncertainty (``std=``; routers with ``score_std``)
+    needs_std = False
 
     def params(self) -> dict:
         return {}
@@ -81,11 +83,14 @@ class Policy:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
-    def probabilities(self, scores, mask=None) -> np.ndarray:
-        """Choice probabilities, shape (n, m); each row sums to 1 over allowed columns."""
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
+        """Choice probabilities, shape (n, m); each row sums to 1 over allowed columns.
+
+        ``std`` (n, m): the scores' standard deviations, read by policies with
+        ``needs_std`` (UCB, Thompson) and ignored by the others."""
         raise NotImplementedError
 
-    def choose(self, scores, mask=None, rng=None) -> tuple[np.ndarray, np.ndarray]:
+    def choose(self, scores, mask=None, rng=None, std=None) -> tuple[np.ndarray, np.ndarray]:
         """Draw one LLM per row.
 
         Parameters
@@ -109,7 +114,8 @@ class Policy:
         >>> int(chosen[0]), float(prop[0])
         (1, 1.0)
         """
-        P = self.probabilities(scores, mask)
+        P = self.probabilities(scores, mask, std=std) if std is not None else \
+            self.probabilities(scores, mask)
         rng = np.random.default_rng(rng)
         u = rng.random(P.shape[0])
         cum = np.cumsum(P, axis=1)
@@ -135,7 +141,7 @@ class GreedyPolicy(Policy):
 
     key = "greedy"
 
-    def probabilities(self, scores, mask=None) -> np.ndarray:
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
         S, M = _prepare(scores, mask)
         return _argmax_uniform(S, M)
 
@@ -166,7 +172,7 @@ class EpsilonGreedyPolicy(Policy):
     def params(self) -> dict:
         return {"eps": self.eps}
 
-    def probabilities(self, scores, mask=None) -> np.ndarray:
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
         S, M = _prepare(scores, mask)
         uniform = M / M.sum(axis=1, keepdims=True)
         return (1.0 - self.eps) * _argmax_uniform(S, M) + self.eps * uniform
@@ -207,7 +213,7 @@ class SoftmaxPolicy(Policy):
     def params(self) -> dict:
         return {"temperature": self.temperature, **({"floor": self.floor} if self.floor else {})}
 
-    def probabilities(self, scores, mask=None) -> np.ndarray:
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
         S, M = _prepare(scores, mask)
         key = np.where(M, S, -np.inf)
         best = key.max(axis=1, keepdims=True)
@@ -219,6 +225,98 @@ class SoftmaxPolicy(Policy):
         P = E / E.sum(axis=1, keepdims=True)
         if self.floor:
             P = (1.0 - self.floor) * P + self.floor * M / M.sum(axis=1, keepdims=True)
+        return P
+
+
+def _std(std, shape, who: str) -> np.ndarray:
+    if std is None:
+        from ..errors import CapabilityError
+        raise CapabilityError(f"{who} needs the scores' uncertainty (std=...): use a router "
+                              "with score_std, e.g. 'linear-bayes'")
+    sd = np.asarray(std, dtype=np.float64)
+    if sd.ndim == 1:
+        sd = sd[None, :]
+    if sd.shape != shape:
+        raise ConfigError(f"std has shape {sd.shape}, scores {shape}")
+    return np.where(np.isfinite(sd), np.maximum(sd, 0.0), 0.0)
+
+
+@_register
+class UCBPolicy(Policy):
+    """LinUCB's rule: the top LLM by ``score + beta * std`` (optimism under uncertainty).
+
+    Deterministic, so the propensity is 1 (ties split evenly); needs a router with
+    ``score_std`` (``linear-bayes``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> UCBPolicy(beta=2.0).probabilities(np.array([[0.5, 0.4]]), std=np.array([[0.0, 0.1]]))
+    array([[0., 1.]])
+    """
+
+    key = "ucb"
+    needs_std = True
+
+    def __init__(self, beta: float = 1.0):
+        beta = float(beta)
+        if beta < 0:
+            raise ConfigError(f"ucb: beta must be >= 0, got {beta}")
+        self.beta = beta
+
+    def params(self) -> dict:
+        return {"beta": self.beta}
+
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
+        S, M = _prepare(scores, mask)
+        return _argmax_uniform(S + self.beta * _std(std, S.shape, "ucb"), M)
+
+
+@_register
+class ThompsonPolicy(Policy):
+    """Thompson sampling on independent Gaussian posteriors ``N(score, (scale * std)^2)``.
+
+    The probability that each LLM's draw is the largest is estimated from
+    ``n_draws`` draws per prompt (a fixed stream, so it is a function of the input),
+    and :meth:`choose` samples from exactly those probabilities: the logged
+    propensity is the one the choice was drawn with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> P = ThompsonPolicy().probabilities(np.array([[0.0, 0.0]]), std=np.array([[1.0, 1.0]]))
+    >>> bool(abs(P[0, 0] - 0.5) < 0.05)
+    True
+    """
+
+    key = "thompson"
+    needs_std = True
+
+    def __init__(self, scale: float = 1.0, n_draws: float = 1000):
+        scale, n_draws = float(scale), int(n_draws)
+        if scale < 0 or n_draws < 1:
+            raise ConfigError("thompson: scale must be >= 0 and n_draws >= 1")
+        self.scale = scale
+        self.n_draws = n_draws
+
+    def params(self) -> dict:
+        return {"scale": self.scale}
+
+    def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
+        S, M = _prepare(scores, mask)
+        sd = self.scale * _std(std, S.shape, "thompson")
+        rng = np.random.default_rng(20240229)
+        n, m = S.shape
+        P = np.zeros((n, m))
+        base = np.where(M, np.where(np.isfinite(S), S, -1e30), -np.inf)
+        for start in range(0, n, 256):
+            b = slice(start, start + 256)
+            Z = rng.standard_normal((self.n_draws, min(256, n - start), m))
+            draws = base[b][None] + Z * sd[b][None]
+            win = np.argmax(draws, axis=2)  # (draws, rows)
+            for r in range(win.shape[1]):
+                P[start + r] = np.bincount(win[:, r], minlength=m)
+        P = P / P.sum(axis=1, keepdims=True)
         return P
 
 

@@ -82,9 +82,17 @@ def choose(router, prompts, policy="greedy", candidates=None, random_state=None,
         P = np.zeros((0, m))
         chosen, prop = np.zeros(0, np.int64), np.zeros(0)
     else:
-        P = pol.probabilities(S, mask)
-        chosen, prop = pol.choose(S, mask, rng=random_state) if not _deterministic(P) \
-            else (np.argmax(P, axis=1), P.max(axis=1))
+        std = None
+        if getattr(pol, "needs_std", False):
+            if not hasattr(router, "score_std"):
+                from ..errors import CapabilityError
+                raise CapabilityError(f"policy {policy_spec(pol)!r} needs score uncertainty; "
+                                      f"{type(router).__name__} has no score_std (use "
+                                      "'linear-bayes')")
+            std = router.score_std(prompts, show_progress=show_progress)
+        P = pol.probabilities(S, mask, std=std)
+        chosen, prop = pol.choose(S, mask, rng=random_state, std=std) \
+            if not _deterministic(P) else (np.argmax(P, axis=1), P.max(axis=1))
     return Decisions(list(router.llm_names_), np.asarray(chosen, np.int64),
                      np.asarray(prop, float), P, S, cand, policy_spec(pol))
 
