@@ -142,3 +142,40 @@ def test_sample_weight_on_linear(synth):
 def test_docstring_examples(mod):
     res = doctest.testmod(importlib.import_module(mod), optionflags=doctest.ELLIPSIS)
     assert res.failed == 0 and res.attempted > 0
+
+
+# ------------------------------------------------- uncertainty-aware policies
+def test_ucb_and_thompson_need_std_and_use_it():
+    S = np.array([[0.5, 0.4, 0.1]])
+    sd = np.array([[0.0, 0.2, 0.0]])
+    with pytest.raises(CapabilityError, match="uncertainty"):
+        make_policy("ucb").probabilities(S)
+    assert make_policy("ucb:beta=1").probabilities(S, std=sd).tolist() == [[0, 1, 0]]
+    assert make_policy("ucb:beta=0").probabilities(S, std=sd).tolist() == [[1, 0, 0]]
+    P = make_policy("thompson").probabilities(S, std=sd)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert 0.2 < P[0, 1] < 0.45 and P[0, 2] == 0  # P(N(0.4, 0.2) > 0.5) = 0.31
+    # deterministic function of its input; choices follow it
+    np.testing.assert_array_equal(P, make_policy("thompson").probabilities(S, std=sd))
+    chosen, prop = make_policy("thompson").choose(np.repeat(S, 10000, 0), rng=0,
+                                                  std=np.repeat(sd, 10000, 0))
+    freq = np.bincount(chosen, minlength=3) / 10000
+    assert np.all(np.abs(freq - P[0]) < 0.02)
+    np.testing.assert_allclose(prop, P[0][chosen])
+
+
+def test_linear_bayes_router_uncertainty_shrinks_with_data(synth, tmp_path):
+    from llmrec.routers import load_router
+    W = np.ones(synth.shape)
+    W[40:, 0] = 0.0  # LLM 0 seen on 40 prompts only
+    r = make_router("linear-bayes", alpha=1.0).fit(synth, sample_weight=W)
+    sd = r.score_std(list(synth.texts[:50]))
+    assert sd.shape == (50, synth.n_llms)
+    assert np.all(sd[:, 0] > sd[:, 1:].max(axis=1))
+    r.save(tmp_path / "m")
+    r2 = load_router(tmp_path / "m")
+    np.testing.assert_allclose(r2.score_std(list(synth.texts[:5])), sd[:5], rtol=1e-5)
+    d = choose(r2, list(synth.texts[:10]), "thompson", random_state=0)
+    assert np.all(d.propensity > 0) and np.all(d.propensity <= 1)
+    with pytest.raises(CapabilityError, match="score_std"):
+        choose(make_router("linear").fit(synth), ["x"], "ucb")

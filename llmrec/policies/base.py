@@ -277,7 +277,8 @@ class ThompsonPolicy(Policy):
     """Thompson sampling on independent Gaussian posteriors ``N(score, (scale * std)^2)``.
 
     The probability that each LLM's draw is the largest is estimated from
-    ``n_draws`` draws per prompt (a fixed stream, so it is a function of the input),
+    ``n_draws`` draws (one fixed stream, the same for every prompt, so a prompt's
+    probabilities depend on its scores only),
     and :meth:`choose` samples from exactly those probabilities: the logged
     propensity is the one the choice was drawn with.
 
@@ -305,13 +306,13 @@ class ThompsonPolicy(Policy):
     def probabilities(self, scores, mask=None, std=None) -> np.ndarray:
         S, M = _prepare(scores, mask)
         sd = self.scale * _std(std, S.shape, "thompson")
-        rng = np.random.default_rng(20240229)
         n, m = S.shape
+        # the same draws for every row: a row's probabilities depend on that row only
+        Z = np.random.default_rng(20240229).standard_normal((self.n_draws, 1, m))
         P = np.zeros((n, m))
         base = np.where(M, np.where(np.isfinite(S), S, -1e30), -np.inf)
         for start in range(0, n, 256):
             b = slice(start, start + 256)
-            Z = rng.standard_normal((self.n_draws, min(256, n - start), m))
             draws = base[b][None] + Z * sd[b][None]
             win = np.argmax(draws, axis=2)  # (draws, rows)
             for r in range(win.shape[1]):
