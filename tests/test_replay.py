@@ -35,10 +35,20 @@ def test_replay_reveals_only_chosen_scores_and_reports(data, tmp_path):
     assert np.all(res.regret_oracle >= -1e-9) and np.all(np.diff(res.regret_oracle) >= -1e-9)
     assert 0 <= s["mu_test"] <= 1 and s["mu_test_oracle"] >= s["mu_test_full"] - 1e-9
     assert s["mu_test"] > float(np.nanmean(truth[test]))  # beats random routing
-    v = replay_vw(rec, X, seed=0)
-    assert v.summary["decisions"] == len(stream) and 0 <= v.summary["mu_test"] <= 1
-    p = plot_replay([res, v], tmp_path / "r.png")
+    p = plot_replay([res], tmp_path / "r.png")
     assert p.stat().st_size > 1000
+
+
+def test_vowpal_wabbit_on_the_same_stream(data):
+    pytest.importorskip("vowpalwabbit", reason="vowpalwabbit (the bench extra) is absent")
+    rec, X = data
+    stream, _ = replay_split(rec, 0.2, 0)
+    for algo in ("epsilon", "squarecb"):
+        v = replay_vw(rec, X, algorithm=algo, seed=0)
+        assert v.summary["decisions"] == len(stream) and 0 <= v.summary["mu_test"] <= 1
+        assert np.all((v.propensity > 0) & (v.propensity <= 1 + 1e-9))
+    with pytest.raises(ConfigError):
+        replay_vw(rec, X, algorithm="bagging")
 
 
 def test_replay_errors(data):
