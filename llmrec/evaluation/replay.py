@@ -100,7 +100,8 @@ def replay(records: PerformanceRecords, X, router: str = "linear", router_params
            policy="epsilon-greedy:eps=0.1", retrain_every: int = 500, test_frac: float = 0.2,
            clip: float | None = 10.0, weighting: str = "ips", seed: int = 0,
            full_information: bool = True, keep_log: bool = False,
-           split: tuple[np.ndarray, np.ndarray] | None = None) -> ReplayResult:
+           split: tuple[np.ndarray, np.ndarray] | None = None,
+           early_refits=(50, 100, 200)) -> ReplayResult:
     """Replay one pass of bandit feedback over the stream prompts of ``records``.
 
     Parameters
@@ -118,6 +119,9 @@ def replay(records: PerformanceRecords, X, router: str = "linear", router_params
         allowed LLM scores 0, so the policy's tie rule picks uniformly.
     retrain_every : int
         Decisions between refits (each refit uses everything logged so far).
+    early_refits : sequence of int
+        Extra refits after these many decisions (below ``retrain_every``), as a
+        service would refit more often while it knows little.
     test_frac : float
         Share of prompts held out for the final mu (never streamed).
     full_information : bool
@@ -172,17 +176,20 @@ def replay(records: PerformanceRecords, X, router: str = "linear", router_params
     fit_s = 0.0
     n_fits = 0
     params = dict(router_params or {})
-    for start in range(0, T, int(retrain_every)):
-        rows = stream[start:start + int(retrain_every)]
+    N = int(retrain_every)
+    cuts = sorted({int(c) for c in early_refits if 0 < int(c) < min(N, T)}
+                  | set(range(N, T, N)) | {T})
+    for start, stop in zip([0] + cuts[:-1], cuts):
+        rows = stream[start:stop]
         S = model.score(X[rows]) if model is not None else np.zeros((len(rows), len(names)))
         std = None
         if getattr(pol, "needs_std", False):
             std = model.score_std(X[rows]) if model is not None else np.ones(S.shape)
         a, p = pol.choose(S, obs[rows], rng=rng, std=std)
-        chosen[start:start + len(rows)] = a
-        prop[start:start + len(rows)] = p
-        reward[start:start + len(rows)] = truth[rows, a]
-        done = start + len(rows)
+        chosen[start:stop] = a
+        prop[start:stop] = p
+        reward[start:stop] = truth[rows, a]
+        done = stop
         table = pd.DataFrame({"prompt_id": id_rec.prompt_ids[stream[:done]],
                               "text": id_rec.prompt_ids[stream[:done]],
                               "candidates": [names] * done,
