@@ -128,7 +128,7 @@ def run_ope(rec, X, seeds, out: Path, **kw) -> dict:
              "seeds within ±0.01 | 90% interval covers truth | mean interval width |",
              "|---|---|---|---|---|---|---|"]
     agg = {}
-    for e in ("ips", "snips", "dm", "dr"):
+    for e in [k for k in rows[0] if isinstance(rows[0][k], dict) and "error" in rows[0][k]]:
         err = np.array([r[e]["error"] for r in rows])
         cov = np.mean([r[e]["covered"] for r in rows])
         width = np.mean([r[e]["high"] - r[e]["low"] for r in rows])
@@ -157,6 +157,8 @@ def main():
     ap.add_argument("--target-router", default="knn")
     ap.add_argument("--reward-model", default="logs", choices=["logs", "router"])
     ap.add_argument("--train-frac", type=float, default=0.4)
+    ap.add_argument("--clip", type=float, nargs="*", default=[],
+                    help="also run the estimators with these weight caps")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     t0 = time.time()
@@ -171,7 +173,7 @@ def main():
         res = run_ope(rec, X, args.seeds, out, logging_policy=args.logging_policy,
                       logging_router=args.logging_router, logging_params={"alpha": 10.0},
                       target_router=args.target_router, reward_model=args.reward_model,
-                      train_frac=args.train_frac)
+                      train_frac=args.train_frac, clips=[None] + list(args.clip))
     res["settings"] = {**vars(args), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "wall_s": time.time() - t0,
                        "machine": "2-core shared box, other jobs running",

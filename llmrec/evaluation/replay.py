@@ -322,7 +322,7 @@ def ope_accuracy(records: PerformanceRecords, X, logging_router: str = "linear",
                  logging_policy="softmax:temperature=0.1", target_router: str = "knn",
                  target_policy="greedy", train_frac: float = 0.4, seed: int = 0,
                  n_boot: int = 500, level: float = 0.9, reward_model: str = "logs",
-                 logging_params=None, target_params=None) -> dict:
+                 logging_params=None, target_params=None, clips=(None,)) -> dict:
     """Log with one policy, estimate another off-policy, compare with its true value.
 
     The prompts are split: ``train_frac`` trains both routers (full information); on
@@ -334,6 +334,9 @@ def ope_accuracy(records: PerformanceRecords, X, logging_router: str = "linear",
     ``reward_model``: ``"logs"`` (a ridge per LLM cross-fitted on the logged triples)
     or ``"router"`` (the logging router's own predicted scores, trained on the
     full-information split).
+
+    ``clips``: importance-weight caps to run the estimators with; a cap ``c`` other
+    than None adds the keys ``"<estimator>@clip<c>"``.
 
     Returns
     -------
@@ -368,15 +371,23 @@ def ope_accuracy(records: PerformanceRecords, X, logging_router: str = "linear",
         Q = np.where(np.isfinite(Sl), Sl, 0.0)
     else:
         raise ConfigError(f"reward_model must be 'logs' or 'router', got {reward_model!r}")
-    res = ope_estimate(a, p, r, P, Q, ESTIMATORS, n_boot=n_boot, level=level, seed=seed)
     out = {"seed": seed, "truth": true_value, "logged_mean": float(r.mean()), "n": len(lg),
-           "ess": res["ess"], "logging": f"{logging_router}+{make_policy(logging_policy).spec}",
+           "logging": f"{logging_router}+{make_policy(logging_policy).spec}",
            "target": f"{target_router}+{make_policy(target_policy).spec}",
            "reward_model": reward_model}
-    for e in ESTIMATORS:
-        v = res[e]
-        out[e] = {**v, "error": v["estimate"] - true_value,
-                  "covered": bool(v["low"] <= true_value <= v["high"])}
+    for c in clips:
+        res = ope_estimate(a, p, r, P, Q, ESTIMATORS, n_boot=n_boot, level=level, seed=seed,
+                           clip=c)
+        suffix = "" if c is None else f"@clip{c:g}"
+        if c is None:
+            out["ess"] = res["ess"]
+        for e in ESTIMATORS:
+            if c is not None and e == "dm":
+                continue  # the direct method has no weights
+            v = res[e]
+            out[e + suffix] = {**v, "error": v["estimate"] - true_value,
+                               "covered": bool(v["low"] <= true_value <= v["high"])}
+    out.setdefault("ess", res["ess"])
     return out
 
 
