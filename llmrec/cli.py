@@ -488,13 +488,17 @@ def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
              level: float = typer.Option(0.9, "--level", help="with --logs: interval level"),
              clip: Optional[float] = typer.Option(None, "--clip",
                                                   help="with --logs: cap on importance "
-                                                       "weights (default none)")):
+                                                       "weights (default none)"),
+             reward_model: Optional[Path] = typer.Option(
+                 None, "--reward-model", help="with --logs: a saved model whose predicted "
+                                              "scores are DM/DR's reward model (default: a "
+                                              "ridge cross-fitted on the logs)")):
     import numpy as np
     if logs is not None:
         if data is not None:
             raise ConfigError("give --data (full-information records) or --logs (a decision "
                               "log), not both")
-        return _evaluate_logs(model, logs, policy, n_boot, level, clip, as_json)
+        return _evaluate_logs(model, logs, policy, n_boot, level, clip, as_json, reward_model)
     if data is None:
         raise ConfigError("--data or --logs is required")
     r = _load_model(model)
@@ -522,7 +526,7 @@ def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
 
 
 def _evaluate_logs(model: Path, logs: Path, policy: str, n_boot: int, level: float,
-                   clip: Optional[float], as_json: bool):
+                   clip: Optional[float], as_json: bool, reward_model: Optional[Path] = None):
     """``evaluate --logs``: off-policy estimates of a saved model from a decision log."""
     import warnings
     from .data.decisions import read_decisions
@@ -534,10 +538,12 @@ def _evaluate_logs(model: Path, logs: Path, policy: str, n_boot: int, level: flo
     if clip is not None and clip <= 0:
         raise ConfigError(f"--clip must be > 0, got {clip}")
     r = _load_model(model)
+    q = _load_model(reward_model) if reward_model is not None else None
     table = read_decisions(logs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SupportWarning)  # printed below, once
-        res = evaluate_logs(table, r, policy=policy, n_boot=n_boot, level=level, clip=clip)
+        res = evaluate_logs(table, r, policy=policy, n_boot=n_boot, level=level, clip=clip,
+                            reward_router=q)
     res.update(router=r.name, model=str(model), n_decisions=len(table),
                torn_lines=table.attrs.get("torn_lines", 0))
     if as_json:

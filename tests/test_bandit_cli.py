@@ -51,6 +51,11 @@ def test_evaluate_logs_prints_estimates(logged, capsys):
     for e in ("ips", "snips", "dm", "dr"):
         assert res[e]["low"] <= res[e]["estimate"] <= res[e]["high"]
     assert res["support_checked"] == "exact" and res["unsupported_mass"] == 0
+    assert call("evaluate", "--model", d / "model", "--logs", d / "logs", "--n-boot", 100,
+                "--json", "--reward-model", d / "model", "--clip", 5) == 0
+    res2 = json.loads(capsys.readouterr().out)
+    assert res2["dr"]["estimate"] != res["dr"]["estimate"]  # another reward model and cap
+    assert res2["ips"]["estimate"] <= res["ips"]["estimate"] + 1e-12  # capped weights
     assert call("evaluate", "--model", d / "model", "--logs", d / "logs" / "decisions.jsonl",
                 "--n-boot", 50) == 0
     out = capsys.readouterr().out

@@ -291,8 +291,8 @@ def fit_reward_model(X, chosen, reward, n_llms: int, alpha: float = 1.0, folds: 
 
 def evaluate_logs(table, router, policy="greedy", estimators: Sequence[str] = ESTIMATORS,
                   n_boot: int = 500, level: float = 0.9, clip: float | None = None,
-                  reward_alpha: float = 1.0, seed: int = 0, support_tol: float = 0.01
-                  ) -> dict:
+                  reward_alpha: float = 1.0, seed: int = 0, support_tol: float = 0.01,
+                  reward_router=None) -> dict:
     """Off-policy estimates of ``policy`` over ``router``'s scores from a decision table.
 
     Parameters
@@ -304,6 +304,11 @@ def evaluate_logs(table, router, policy="greedy", estimators: Sequence[str] = ES
         The fitted candidate router (it must know every logged candidate LLM).
     policy : str or Policy
         How the candidate would choose (default greedy).
+    reward_router : Router, optional
+        The reward model of DM and DR: a fitted router whose predicted scores estimate
+        every LLM's outcome (e.g. the deployed model, fitted on full information);
+        default: a per-LLM ridge cross-fitted on the logged outcomes
+        (:func:`fit_reward_model`).
 
     Returns
     -------
@@ -346,7 +351,14 @@ def evaluate_logs(table, router, policy="greedy", estimators: Sequence[str] = ES
     P = pol.probabilities(S, arrays["mask"])
     Q = None
     est = [e.lower() for e in estimators]
-    if "dm" in est or "dr" in est:
+    if ("dm" in est or "dr" in est) and reward_router is not None:
+        missing = [n for n in router.llm_names_ if n not in set(reward_router.llm_names_)]
+        if missing:
+            raise DataFormatError(f"the reward model lacks LLM(s) {missing[:5]}")
+        cols = [reward_router.llm_names_.index(n) for n in router.llm_names_]
+        Q = np.asarray(reward_router.score(texts), dtype=np.float64)[:, cols]
+        Q = np.where(np.isfinite(Q), Q, float(arrays["reward"].mean()))
+    elif "dm" in est or "dr" in est:
         feats = X if X is not None else S
         Q = fit_reward_model(feats, arrays["chosen"], arrays["reward"], len(router.llm_names_),
                              alpha=reward_alpha, seed=seed)
