@@ -145,6 +145,14 @@ def test_reader_skips_torn_last_line_and_keeps_acknowledged(tmp_path):
         read_decisions(tmp_path, on_duplicate_outcome="error")
 
 
+def test_reader_reads_parquet_decision_logs(tmp_path):
+    pd.DataFrame([_dec(0), _dec(1, "b", 0.25)]).to_parquet(tmp_path / "decisions.parquet")
+    _write(tmp_path / "feedback.jsonl", [{"decision_id": "d1", "score": 0.5}])
+    t = read_decisions(tmp_path)
+    assert t["chosen"].tolist() == ["a", "b"] and t["candidates"].iloc[0] == ["a", "b"]
+    assert np.isnan(t["outcome"].iloc[0]) and t["outcome"].iloc[1] == 0.5
+
+
 def test_reader_rejects_bad_lines_with_their_number(tmp_path):
     f = tmp_path / "decisions.jsonl"
     f.write_text(json.dumps(_dec(0)) + "\nnot json\n" + json.dumps(_dec(1)) + "\n")

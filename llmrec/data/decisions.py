@@ -159,7 +159,9 @@ def read_decisions(path, outcomes=None, on_duplicate_outcome: str = "mean") -> p
     rows, seen, torn = [], set(), 0
     for fp in dec_files:
         if fp.suffix.lower() == ".parquet":
-            objs = [(i + 2, r) for i, r in enumerate(pd.read_parquet(fp).to_dict("records"))]
+            objs = [(i + 1, {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                             for k, v in r.items()})
+                    for i, r in enumerate(pd.read_parquet(fp).to_dict("records"))]
         else:
             objs, t = _read_jsonl(fp)
             torn += t
