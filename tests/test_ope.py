@@ -32,7 +32,7 @@ def _bandit(seed, n=400, m=4):
 
 
 def test_ips_unbiased_and_covered_over_many_seeds():
-    est, covered, truths = [], 0, []
+    est, covered = [], 0
     n_seeds = 120
     for s in range(n_seeds):
         a, p, r, target, q, truth = _bandit(s)
