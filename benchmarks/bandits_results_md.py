@@ -33,7 +33,10 @@ def main():
     path = HERE / "RESULTS.md"
     text = path.read_text()
     pat = re.compile(r"<!-- bench_bandits -->.*?<!-- /bench_bandits -->", re.S)
-    text = pat.sub(lambda m: body, text) if pat.search(text) else text.rstrip() + "\n\n" + body + "\n"
+    if pat.search(text):
+        text = pat.sub(lambda m: body, text)
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
     path.write_text(text)
 
 
