@@ -57,11 +57,12 @@ def mean_std(vals):
         (float("nan"), float("nan"))
 
 
-def run_replay(rec, X, seeds, retrain_every, out: Path) -> dict:
+def run_replay(rec, X, seeds, retrain_every, out: Path, ours=None, vw=True) -> dict:
     rows, results = [], []
+    ours = OURS if ours is None else ours
     for seed in seeds:
         split = replay_split(rec, 0.2, seed)
-        for router, params, pol, weighting in OURS:
+        for router, params, pol, weighting in ours:
             t0 = time.time()
             r = replay(rec, X, router, params, policy=pol, retrain_every=retrain_every,
                        seed=seed, weighting=weighting, split=split)
@@ -73,7 +74,7 @@ def run_replay(rec, X, seeds, retrain_every, out: Path) -> dict:
             rows.append(r.summary)
             print(json.dumps({k: v for k, v in r.summary.items() if k != "vw_args"}),
                   flush=True)
-        for algo, kw in VW:
+        for algo, kw in (VW if vw else []):
             t0 = time.time()
             v = replay_vw(rec, X, algorithm=algo, seed=seed, split=split, **kw)
             v.summary["name"] = v.name
@@ -162,6 +163,9 @@ def main():
     ap.add_argument("--clip", type=float, nargs="*", default=[],
                     help="also run the estimators with these weight caps")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--policies", nargs="*", default=None,
+                    help="replay: only linear-bayes (alpha 30, IPS weights) with these policies")
+    ap.add_argument("--no-vw", action="store_true", help="replay: skip Vowpal Wabbit")
     args = ap.parse_args()
     t0 = time.time()
     rec = load(args.data)
@@ -170,7 +174,9 @@ def main():
           flush=True)
     out = HERE / "bandits" / f"{args.job}-{args.data}{args.tag}"
     if args.job == "replay":
-        res = run_replay(rec, X, args.seeds, args.retrain_every, out)
+        ours = None if args.policies is None else [
+            ("linear-bayes", {"alpha": 30.0}, p, "ips") for p in args.policies]
+        res = run_replay(rec, X, args.seeds, args.retrain_every, out, ours, not args.no_vw)
     else:
         res = run_ope(rec, X, args.seeds, out, logging_policy=args.logging_policy,
                       logging_router=args.logging_router, logging_params={"alpha": 10.0},
