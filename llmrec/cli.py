@@ -1204,7 +1204,11 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
           batch_window_ms: float = typer.Option(5.0, "--batch-window-ms",
-                                                help="micro-batching window, ms")):
+                                                help="micro-batching window, ms"),
+          policy: str = typer.Option("greedy", "--policy",
+                                     help="how the service picks one LLM per prompt: greedy, "
+                                          "epsilon-greedy:eps=0.1, softmax:temperature=0.05; "
+                                          "each decision is logged with its propensity")):
     try:
         import uvicorn
         from .service.app import create_app
@@ -1214,13 +1218,33 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
     if not model.exists():
         raise FileNotFoundError(f"model directory {model} does not exist")
     _choice(long_prompts, ("truncate", "reject"), "--long-prompts")
+    extra = _serve_policy(policy, create_app)
     _check_port_free(host, port)
     application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
                              max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
-                             batch_window_ms=batch_window_ms)
+                             batch_window_ms=batch_window_ms, **extra)
     _info(f"serving {model} on http://{host}:{port} (docs: /docs)")
     uvicorn.run(application, host=host, port=port,
                 log_level="warning" if _OPTS["quiet"] else "info")
+
+
+def _serve_policy(spec: str, create_app) -> dict:
+    """``serve --policy``: the spec, checked, as create_app's keyword (none for greedy)."""
+    from .policies import make_policy
+    try:
+        pol = make_policy(spec)
+    except LLMRecError as e:
+        raise ConfigError(f"--policy: {e}") from None
+    if getattr(pol, "needs_std", False):
+        raise ConfigError(f"--policy {spec}: the service passes no score uncertainty; use "
+                          "greedy, epsilon-greedy or softmax (ucb and thompson run through "
+                          "llmrec.policies.choose)")
+    if pol.spec == "greedy":
+        return {}
+    if "policy" not in inspect.signature(create_app).parameters:
+        raise CapabilityError(f"--policy {spec}: this build's service cannot apply a policy "
+                              "(it has no decision log); only greedy is available")
+    return {"policy": pol.spec}
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -106,3 +106,14 @@ def test_refit_on_logs(logged, tmp_path, capsys):
     assert "plus 150 full-information prompts" in capsys.readouterr().out
     assert call("refit", "--logs", d / "logs", "--warm-start", d / "model", "--out",
                 tmp_path / "v4", "--clip", 0.5) == 2
+
+
+def test_serve_policy_is_checked_before_the_port(logged, capsys):
+    d, _ = logged
+    assert call("serve", "--model", d / "model", "--policy", "nope") == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert call("serve", "--model", d / "model", "--policy", "thompson") == 2
+    assert "no score uncertainty" in capsys.readouterr().err
+    assert cli._serve_policy("greedy", lambda model_dir: None) == {}
+    assert cli._serve_policy("epsilon-greedy:eps=0.2", lambda model_dir, policy=None: None) \
+        == {"policy": "epsilon-greedy:eps=0.2"}
