@@ -55,9 +55,18 @@ app.add_typer(data_app, name="data")
 _OPTS = {"debug": False, "quiet": False}
 
 
+def _show_version(value: bool):
+    if value:
+        from ._version import __version__
+        typer.echo(f"llmrec {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks on errors"),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+          version: bool = typer.Option(False, "--version", callback=_show_version,
+                                       is_eager=True, help="print the version and exit")):
     _OPTS["debug"] = debug or _OPTS["debug"]
     _OPTS["quiet"] = quiet
     _prog.set_quiet(quiet)
