@@ -617,8 +617,9 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             except ValueError:
                 raise DataFormatError(f"{info_p}: corrupt JSON") from None
         if hasattr(old, "partial_fit"):
-            r = old.set_params(**params).partial_fit(PerformanceRecords.concat(parts)
-                                                     if len(parts) > 1 else parts[0])
+            new = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+            r = old.set_params(**params).partial_fit(new)
+            _remember_prompts(r, new)
             how = "partial_fit"
             data_specs = old_specs + data_specs
         else:
@@ -671,6 +672,19 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
          "n_observed": train.n_observed}, indent=2))
     _echo(f"{how}: {router} on {train.n_prompts} prompts x {train.n_llms} LLMs "
           f"({train.n_observed:,} records) -> {out}")
+
+
+def _remember_prompts(router, records) -> None:
+    """Add ``records``' prompts to those the router was trained on (for ``evaluate``'s
+    overlap count) after a ``partial_fit``."""
+    import numpy as np
+    from .routers.base import prompt_hashes
+    known = getattr(router, "train_prompt_hashes_", None)
+    if known is None:
+        return
+    ids, texts = prompt_hashes(records)
+    router.train_prompt_hashes_ = {"ids": np.union1d(known["ids"], ids),
+                                   "texts": np.union1d(known["texts"], texts)}
 
 
 def _data_spec(spec: str) -> str:
