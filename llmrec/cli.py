@@ -593,21 +593,42 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           max_prompt_chars: int = typer.Option(8000, "--max-prompt-chars"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
-          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms")):
+          batch_window_ms: float = typer.Option(5.0, "--batch-window-ms"),
+          upstreams: Optional[Path] = typer.Option(
+              None, "--upstreams", help="upstreams.toml: adds the OpenAI-compatible proxy "
+                                        "(POST /v1/chat/completions, GET /v1/models)"),
+          workers: int = typer.Option(1, "--workers", help="worker processes sharing the port "
+                                                           "(each loads the model)"),
+          graceful_timeout: float = typer.Option(
+              30.0, "--graceful-timeout", help="seconds in-flight requests may take to finish "
+                                               "on SIGTERM/SIGINT"),
+          log_dir: Optional[Path] = typer.Option(
+              None, "--log-dir", help="folder of feedback.jsonl and decisions.jsonl "
+                                      "(default: the feedback log's folder)"),
+          decision_log: bool = typer.Option(True, "--decision-log/--no-decision-log",
+                                            help="log every decision to decisions.jsonl"),
+          log_texts: bool = typer.Option(True, "--log-texts/--no-log-texts",
+                                         help="write prompt texts into the decision log "
+                                              "(off: only their SHA-256)")):
     try:
-        import uvicorn
-        from .service.app import create_app
+        from .service.server import run
     except ImportError as e:
         raise CapabilityError(f"serving needs the serve extra ({e}): "
                               "pip install 'llmrec[serve]'") from None
     if not model.exists():
         raise FileNotFoundError(f"model directory {model} does not exist")
-    application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
-                             max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
-                             batch_window_ms=batch_window_ms)
-    _info(f"serving {model} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(application, host=host, port=port,
-                log_level="warning" if _OPTS["quiet"] else "info")
+    if upstreams is not None and not upstreams.is_file():
+        raise FileNotFoundError(f"upstreams file {upstreams} does not exist")
+    kwargs = dict(model_dir=model, feedback_log=feedback_log, max_prompts=max_prompts,
+                  max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
+                  batch_window_ms=batch_window_ms, upstreams=upstreams, log_dir=log_dir,
+                  decision_log=decision_log, log_texts=log_texts)
+    run(kwargs, host=host, port=port, workers=workers, graceful_timeout=graceful_timeout,
+        log_level="warning" if _OPTS["quiet"] else "info",
+        announce=lambda: _info(f"serving {model} on http://{host}:{port} with {workers} "
+                               "worker(s) (docs: /docs" + (", OpenAI-compatible proxy at /v1"
+                                                           if upstreams is not None else "")
+                               + ")"))
 
 
 # ------------------------------------------------------------------------ main
