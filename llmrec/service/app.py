@@ -383,7 +383,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         return {"status": "ok", "ready": True, "model_dir": str(state.model_dir),
                 "model_version": state.version, "router": r.name,
                 "router_version": state.fingerprint, "n_llms": r.n_llms_,
-                "llmrec_version": __version__}
+                "llmrec_version": __version__, "pid": os.getpid()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_endpoint():
