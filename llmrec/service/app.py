@@ -20,6 +20,7 @@ set: header ``X-API-Key``, else 401.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import secrets
@@ -32,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from .._version import __version__
@@ -42,6 +43,7 @@ from .batcher import MicroBatcher
 from .decisions import DecisionLog, choose, feedback_line, model_fingerprint, new_decision, \
     policy_name, resolve_policy
 from .feedback import FeedbackLog
+from .routerinfo import router_info
 
 _OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/openapi.json", "/redoc"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -140,27 +142,6 @@ class _State:
         self.loaded_at = time.time()
         self.fingerprint = model_fingerprint(model_dir) if router is not None else None
         self.load_error: str | None = None
-
-
-def _price_fields(router) -> list[dict]:
-    """Per-LLM known prices from the model's LLM table (None where unknown)."""
-    t = router.llms_
-    costs = router.llm_costs_
-    out = []
-    for i in range(len(t)):
-        d = {}
-        for col in ("price_input", "price_output"):
-            if col in t.columns:
-                v = t[col].iloc[i]
-                try:
-                    v = float(v)
-                except (TypeError, ValueError):
-                    v = float("nan")
-                d[col] = None if math.isnan(v) else v
-        if costs is not None and np.isfinite(costs[i]):
-            d["cost"] = float(costs[i])
-        out.append(d)
-    return out
 
 
 def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 8000,
@@ -429,7 +410,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if req.candidates is not None:
             if not req.candidates:
                 raise HTTPException(422, "candidates is empty; omit it to use every LLM")
-            known = set(router.llm_names_)
+            known = router_info(router).index
             unknown = [c for c in req.candidates if c not in known]
             if unknown:
                 raise HTTPException(422, f"unknown candidate LLM(s): {', '.join(unknown)}; "
@@ -437,38 +418,47 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if req.cost_weight and router.llm_costs_ is None:
             raise HTTPException(422, "this model knows no LLM prices; cost_weight must be 0")
         cands = (list(dict.fromkeys(req.candidates)) if req.candidates is not None
-                 else router.llm_names_)
+                 else router_info(router).names)
         # a logged decision needs every candidate's score, so the batch ranks them all
         k_all = len(cands) if decisions is not None else req.k
         used, ids, scores = await batcher.submit(
             prompts, k_all, cands if req.candidates is not None else None, req.cost_weight)
-        names = used.llm_names_
-        prices = _price_fields(used)
-        results = []
+        info = router_info(used)
+        names, prices = info.names, info.prices
+        # plain dicts in the RecommendResponse shape, serialised once: building pydantic
+        # objects that FastAPI dumps, validates and serialises again cost more than the
+        # router itself on small requests
+        llm_fields = [{"price_input": p.get("price_input"), "price_output": p.get("price_output"),
+                       "cost": p.get("cost")} for p in prices]
+        top_ids, top_scores = ids[:, :req.k].tolist(), scores[:, :req.k].tolist()
+        col = {n: c for c, n in enumerate(cands)} if decisions is not None else None
+        results, logged = [], []
         for i in range(len(prompts)):
-            ranked = [RankedLLM(name=names[j], score=float(s), **prices[j])
-                      for j, s in zip(ids[i][:req.k], scores[i][:req.k])]
-            res = PromptResult(index=i, truncated=truncated[i], llms=ranked)
+            res = {"index": i, "truncated": truncated[i],
+                   "llms": [{"name": names[j], "score": s, **llm_fields[j]}
+                            for j, s in zip(top_ids[i], top_scores[i])],
+                   "decision_id": None, "chosen": None, "propensity": None}
             if decisions is not None:
-                d = _decide(prompts[i], cands, names, ids[i], scores[i], used)
-                res.decision_id, res.chosen = d["decision_id"], d["chosen"]
-                res.propensity = d["propensity"]
+                d = _decide(prompts[i], cands, col, names, ids[i], scores[i], used)
+                res["decision_id"], res["chosen"] = d["decision_id"], d["chosen"]
+                res["propensity"] = d["propensity"]
+                logged.append(d)
             results.append(res)
-        return RecommendResponse(model_version=state.version, model_dir=str(state.model_dir),
-                                 results=results)
+        if logged:
+            decisions.record_many(logged)
+        return Response(json.dumps({"model_version": state.version,
+                                    "model_dir": str(state.model_dir), "results": results},
+                                   ensure_ascii=False), media_type="application/json")
 
-    def _decide(text, cands, names, ids, scores, used) -> dict:
-        col = {n: c for c, n in enumerate(cands)}
+    def _decide(text, cands, col, names, ids, scores, used) -> dict:
         ranked = [col[names[j]] for j in ids]
         cand_scores = np.empty(len(cands), dtype=np.float64)
         cand_scores[ranked] = scores[:len(ranked)]
         chosen, prop = choose(ranked, cand_scores, policy, rng)
-        d = new_decision(text, cands, cand_scores, ranked, chosen, prop,
-                         policy=policy_name(policy), router=used.name,
-                         router_version=state.fingerprint, source="recommend",
-                         log_text=decisions.log_texts)
-        decisions.record(d)
-        return d
+        return new_decision(text, cands, cand_scores, ranked, chosen, prop,
+                            policy=policy_name(policy), router=used.name,
+                            router_version=state.fingerprint, source="recommend",
+                            log_text=decisions.log_texts)
 
     async def decision_feedback(req: FeedbackRequest):
         if req.feedback is not None:
@@ -498,7 +488,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if len(req.feedback) > max_feedback:
             raise HTTPException(422, f"{len(req.feedback)} feedback records; at most "
                                      f"{max_feedback} per request")
-        known = set(state.router.llm_names_)
+        known = router_info(state.router).index
         unknown = sorted({f.llm for f in req.feedback if f.llm not in known})
         if unknown:
             raise HTTPException(422, f"unknown LLM(s) in feedback: {', '.join(unknown)}; see "

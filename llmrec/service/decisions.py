@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .feedback import FeedbackLog, prompt_hash
+from .feedback import FeedbackLog
 
 log = logging.getLogger("llmrec.service")
 
@@ -122,15 +122,16 @@ def new_decision(text: str, candidates: Sequence[str], cand_scores: Sequence[flo
     >>> d["chosen"], d["rank"], d["prompt_id"]
     ('b', 0, 'fb-8f434346648f6b96')
     """
-    ranked = [int(c) for c in ranked]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     rec = {"decision_id": uuid.uuid4().hex, "time": time.time(),
-           "prompt_id": prompt_id or prompt_hash(text),
-           "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+           "prompt_id": prompt_id or "fb-" + digest[:16],  # == prompt_hash(text)
+           "text_sha256": digest}
     if log_text:
         rec["text"] = text
+    scores = np.asarray(cand_scores, dtype=np.float64)
     rec.update({"candidates": list(candidates), "chosen": candidates[chosen],
-                "rank": ranked.index(int(chosen)), "score": float(cand_scores[chosen]),
-                "scores": [float(s) for s in cand_scores], "propensity": float(propensity),
+                "rank": list(ranked).index(chosen), "score": float(scores[chosen]),
+                "scores": scores.tolist(), "propensity": float(propensity),
                 "policy": policy, "router": router, "router_version": router_version,
                 "source": source})
     return rec
@@ -188,14 +189,20 @@ class DecisionLog:
 
     def record(self, decision: dict) -> None:
         """Queue one decision for writing and index it (returns at once)."""
+        self.record_many([decision])
+
+    def record_many(self, decisions: list) -> None:
+        """Queue several decisions (one lock, one wake-up of the writer)."""
         if not self.log_texts:
-            decision.pop("text", None)
+            for d in decisions:
+                d.pop("text", None)
         with self._cond:
-            self._index[decision["decision_id"]] = decision
-            if len(self._index) > self.index_size:
+            for d in decisions:
+                self._index[d["decision_id"]] = d
+            while len(self._index) > self.index_size:
                 self._index.popitem(last=False)
-            self._pending.append(decision)
-            self._queued += 1
+            self._pending.extend(decisions)
+            self._queued += len(decisions)
             self._ensure_thread()
             self._cond.notify()
 

@@ -36,6 +36,7 @@ import numpy as np
 from starlette.requests import Request
 
 from .decisions import DecisionLog, choose, new_decision, policy_name
+from .routerinfo import router_info
 from .upstreams import ROUTE_ON, Upstream, UpstreamConfig
 
 log = logging.getLogger("llmrec.service")
@@ -44,6 +45,15 @@ AUTO_MODEL = "llmrec-auto"
 ROUTER_PREFIX = "llmrec/"
 _OPTION_KEYS = {"candidates", "cost_weight", "router", "route_on", "prompt_id"}
 _RETRY_STATUS = {408, 429}
+
+
+async def _within(seconds: float, aw):
+    """``await aw`` with a deadline; asyncio.timeout (3.11+) needs no extra task."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # pragma: no cover - Python 3.10
+        return await asyncio.wait_for(aw, seconds)
+    async with timeout(seconds):
+        return await aw
 
 
 @dataclass
@@ -285,7 +295,8 @@ class Proxy:
                              "llmrec.route_on")
         text = routing_text(body.get("messages"), route_on)
         router = slot.get_router()
-        routable = [n for n in router.llm_names_ if n in self.config.llms]
+        all_names = router_info(router).names
+        routable = [n for n in all_names if n in self.config.llms]
         if not routable:
             raise ProxyError(503, f"no LLM of router {name!r} has an upstream in "
                                   f"{self.config.source}", None, "no_upstream", "server_error")
@@ -314,10 +325,16 @@ class Proxy:
         pid = opts.get("prompt_id")
         if pid is not None and not isinstance(pid, str):
             raise ProxyError(400, "llmrec.prompt_id must be a string", "llmrec.prompt_id")
-        used, ids, scores = await slot.batcher.submit([text], len(cands), cands, float(cw))
-        names = used.llm_names_
+        # every LLM is a candidate (the usual case): no candidate list to map per batch
+        sub = None if len(cands) == len(all_names) else cands
+        used, ids, scores = await slot.batcher.submit([text], len(cands), sub, float(cw))
+        names = router_info(used).names
         col = {n: i for i, n in enumerate(cands)}
-        ranked = [col[names[j]] for j in ids[0]]
+        try:
+            ranked = [col[names[j]] for j in ids[0]]
+        except KeyError:  # a reload changed the LLMs between check and batch
+            raise ProxyError(503, "the model was reloaded with other LLMs; retry", None,
+                             "model_reloaded", "server_error") from None
         cand_scores = np.empty(len(cands), dtype=np.float64)
         cand_scores[ranked] = scores[0][:len(ranked)]
         chosen, prop = choose(ranked, cand_scores, self.policy, self.rng)
@@ -340,7 +357,7 @@ class Proxy:
         req = self.client.build_request(
             "POST", up.chat_url, content=json.dumps(payload).encode("utf-8"), headers=headers,
             timeout=httpx.Timeout(up.timeout, connect=up.connect_timeout))
-        return await asyncio.wait_for(self.client.send(req, stream=True), up.timeout)
+        return await _within(up.timeout, self.client.send(req, stream=True))
 
     async def chat_completions(self, raw: bytes):
         """Answer one ``POST /v1/chat/completions`` body; returns a Starlette response."""
@@ -419,7 +436,7 @@ class Proxy:
                 return StreamingResponse(self._relay(resp, up, t1), status_code=status,
                                          media_type=ctype, headers=headers)
             try:
-                content = await asyncio.wait_for(resp.aread(), up.timeout)
+                content = await _within(up.timeout, resp.aread())
             except (httpx.TransportError, asyncio.TimeoutError) as e:
                 await resp.aclose()
                 self.metrics.upstream(llm, "timeout", time.perf_counter() - t1)
