@@ -170,3 +170,25 @@ def test_workers_share_the_port_and_sigterm_drains(model, tmp_path):
         assert out["r"].status_code == 200, out["r"].text
         assert out["r"].headers["x-llmrec-decision-id"] in \
             (tmp_path / "decisions.jsonl").read_text()
+
+
+def test_dockerfile_runs_a_valid_offline_serve_command():
+    """Docker cannot run here; check that the image's command is one `llmrec serve`
+    accepts and that the image keeps the Hugging Face libraries offline."""
+    import json as _json
+    import re
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from llmrec.cli import app as cli_app
+    text = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    entry = _json.loads(re.search(r"ENTRYPOINT (\[.*?\])", text.replace("\\\n", " "),
+                                  re.S).group(1))
+    assert entry[:2] == ["llmrec", "serve"]
+    help_text = CliRunner().invoke(cli_app, ["serve", "--help"]).output
+    for opt in (a for a in entry[2:] if a.startswith("--")):
+        assert opt in help_text, opt
+    for var in ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"):
+        assert var in text
+    assert "HEALTHCHECK" in text and "/health" in text
