@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
@@ -40,7 +40,7 @@ from .._version import __version__
 from ..errors import ConfigError, LLMRecError
 from ..routers import load_router
 from .batcher import MicroBatcher
-from .decisions import DecisionLog, choose, feedback_line, model_fingerprint, new_decision, \
+from .decisions import DecisionLog, choose_many, feedback_line, model_fingerprint, new_decision, \
     policy_name, resolve_policy
 from .feedback import FeedbackLog
 from .routerinfo import router_info
@@ -346,9 +346,13 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
     async def _llmrec_error(request: Request, exc: LLMRecError):
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    async def check_key(x_api_key: Optional[str] = Header(None)):
-        if key is not None and (x_api_key is None
-                                or not secrets.compare_digest(x_api_key.encode(), key.encode())):
+    async def check_key(request: Request):
+        # reads the header itself: a Header() parameter costs FastAPI's per-request
+        # parameter machinery, a large share of a single-prompt request
+        if key is None:
+            return
+        x_api_key = request.headers.get("x-api-key")
+        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), key.encode()):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     v1 = [Depends(check_key)]
@@ -431,18 +435,17 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         llm_fields = [{"price_input": p.get("price_input"), "price_output": p.get("price_output"),
                        "cost": p.get("cost")} for p in prices]
         top_ids, top_scores = ids[:, :req.k].tolist(), scores[:, :req.k].tolist()
-        col = {n: c for c, n in enumerate(cands)} if decisions is not None else None
-        results, logged = [], []
+        logged = _decide(prompts, cands, names, ids, scores, used) if decisions else None
+        results = []
         for i in range(len(prompts)):
             res = {"index": i, "truncated": truncated[i],
                    "llms": [{"name": names[j], "score": s, **llm_fields[j]}
                             for j, s in zip(top_ids[i], top_scores[i])],
                    "decision_id": None, "chosen": None, "propensity": None}
-            if decisions is not None:
-                d = _decide(prompts[i], cands, col, names, ids[i], scores[i], used)
+            if logged:
+                d = logged[i]
                 res["decision_id"], res["chosen"] = d["decision_id"], d["chosen"]
                 res["propensity"] = d["propensity"]
-                logged.append(d)
             results.append(res)
         if logged:
             decisions.record_many(logged)
@@ -450,15 +453,23 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
                                     "model_dir": str(state.model_dir), "results": results},
                                    ensure_ascii=False), media_type="application/json")
 
-    def _decide(text, cands, col, names, ids, scores, used) -> dict:
-        ranked = [col[names[j]] for j in ids]
-        cand_scores = np.empty(len(cands), dtype=np.float64)
-        cand_scores[ranked] = scores[:len(ranked)]
-        chosen, prop = choose(ranked, cand_scores, policy, rng)
-        return new_decision(text, cands, cand_scores, ranked, chosen, prop,
-                            policy=policy_name(policy), router=used.name,
-                            router_version=state.fingerprint, source="recommend",
-                            log_text=decisions.log_texts)
+    def _decide(texts, cands, names, ids, scores, used) -> list[dict]:
+        """One decision per prompt from the batch's full ranking (vectorised)."""
+        info = router_info(used)
+        if cands is info.names:  # every LLM: candidate columns are router columns
+            ranked = np.asarray(ids, dtype=np.int64)
+        else:
+            col = np.full(len(names), -1, dtype=np.int64)  # router -> candidate column
+            col[[info.index[c] for c in cands]] = np.arange(len(cands))
+            ranked = col[ids]                            # (n, m) candidate columns, best first
+        cand_scores = np.empty(ranked.shape, dtype=np.float64)
+        cand_scores[np.arange(ranked.shape[0])[:, None], ranked] = scores
+        chosen, prop = choose_many(ranked, cand_scores, policy, rng)
+        pname, version, log_text = policy_name(policy), state.fingerprint, decisions.log_texts
+        return [new_decision(t, cands, cs, rk, int(c), float(p), policy=pname,
+                             router=used.name, router_version=version, source="recommend",
+                             log_text=log_text)
+                for t, cs, rk, c, p in zip(texts, cand_scores, ranked.tolist(), chosen, prop)]
 
     async def decision_feedback(req: FeedbackRequest):
         if req.feedback is not None:
