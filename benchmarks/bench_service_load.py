@@ -121,6 +121,23 @@ def load(port: int, reqs: list[bytes], clients: int):
     return lat, errors[0], time.perf_counter() - t0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (Linux /proc)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total, todo = 0.0, [pid]
+        while todo:
+            p = todo.pop()
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+            for t in os.listdir(f"/proc/{p}/task"):
+                kids = open(f"/proc/{p}/task/{t}/children").read().split()
+                todo += [int(k) for k in kids]
+        return total
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def _wait_ready(url: str, proc, what: str):
     import httpx
     t0 = time.time()
@@ -218,10 +235,11 @@ def main(argv=None) -> str:
         dl.append(time.perf_counter() - t2)
     d_p50, d_p99 = _pct(dl)
     seq_rps = 1.0 / np.mean(dl)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for i in range(0, len(texts), B):
         router.recommend(texts[i:i + B], k=args.k)
     inproc_b = len(texts) / (time.perf_counter() - t1)
+    inproc_b_cpu = (time.process_time() - c1) / len(texts) * 1000
     t1 = time.perf_counter()
     router.recommend(texts, k=args.k)
     inproc_all = len(texts) / (time.perf_counter() - t1)
@@ -233,31 +251,36 @@ def main(argv=None) -> str:
         url = f"http://127.0.0.1:{port}"
         try:
             load(port, single[:50], 4)  # warm up every worker
+            c0 = _cpu_seconds(proc.pid)
             lat, err, secs = load(port, single, args.clients)
+            cpu1 = (_cpu_seconds(proc.pid) - c0) / len(single) * 1000
             p50, p99 = _pct(lat)
             calls = _metric(url, "llmrec_batch_calls_total")
             reqs = _metric(url, "llmrec_batched_requests_total")
             load(port, multi[:8], 4)
+            c0 = _cpu_seconds(proc.pid)
             lat_m, err_m, secs_m = load(port, multi, args.clients)
+            cpu32 = (_cpu_seconds(proc.pid) - c0) / (len(multi) * B) * 1000
         finally:
             _stop(proc)
         http[w] = dict(rps=len(single) / secs, p50=p50, p99=p99, err=err,
                        per_call=reqs / calls if calls else float("nan"),
                        pps=n_multi * B / secs_m, mp50=_pct(lat_m)[0], mp99=_pct(lat_m)[1],
-                       err_m=err_m)
+                       err_m=err_m, cpu1=cpu1, cpu32=cpu32)
         rows.append(f"| HTTP `POST /v1/recommend`, 1 prompt, {args.clients} clients, {w} "
-                    f"worker(s) | {http[w]['rps']:.0f} req/s | {p50:.1f} | {p99:.1f} | {err} |")
+                    f"worker(s) | {http[w]['rps']:.0f} req/s | {p50:.1f} | {p99:.1f} | {err} | "
+                    f"{cpu1:.2f} per request |")
         rows.append(f"| HTTP `POST /v1/recommend`, {B} prompts, {args.clients} clients, {w} "
                     f"worker(s) | {http[w]['pps']:.0f} prompts/s | {http[w]['mp50']:.1f} | "
-                    f"{http[w]['mp99']:.1f} | {err_m} |")
+                    f"{http[w]['mp99']:.1f} | {err_m} | {cpu32:.3f} per prompt |")
         notes.append(f"{w} worker(s): {http[w]['per_call']:.1f} single-prompt requests per "
                      f"router call (worker-local counters of the worker that answered /metrics)")
     rows.append(f"| in-process `router.recommend([p])`, sequential | {seq_rps:.0f} req/s | "
-                f"{d_p50:.2f} | {d_p99:.2f} | - |")
+                f"{d_p50:.2f} | {d_p99:.2f} | - | - |")
     rows.append(f"| in-process `router.recommend`, batches of {B} | {inproc_b:.0f} prompts/s "
-                f"| - | - | - |")
+                f"| - | - | - | {inproc_b_cpu:.3f} per prompt |")
     rows.append(f"| in-process `router.recommend`, one batch of {len(texts)} | "
-                f"{inproc_all:.0f} prompts/s | - | - | - |")
+                f"{inproc_all:.0f} prompts/s | - | - | - | - |")
 
     # ---- proxy overhead against a stub upstream
     stub_port = _free_port()
@@ -279,7 +302,7 @@ def main(argv=None) -> str:
                 if stub.poll() is not None or time.time() - t_start > 60:
                     raise RuntimeError("stub did not start: " + stub.stderr.read().decode())
                 time.sleep(0.2)
-        proc, port = _serve(tmp / "model", tmp, 1, args.window_ms,
+        proc, port = _serve(tmp / "model", tmp, 1, 0.0,  # no batch window: latency
                             ("--upstreams", str(tmp / "upstreams.toml")))
         try:
             msg = [{"role": "user", "content": texts[0]}]
@@ -296,10 +319,13 @@ def main(argv=None) -> str:
                 for name, reqs, p in (("direct", direct, stub_port), ("pass", passthru, port),
                                       ("routed", routed, port)):
                     load(p, reqs[:20], 1)
+                    pid = stub.pid if name == "direct" else proc.pid
+                    c0 = _cpu_seconds(pid)
                     lat, err, _ = load(p, reqs, 1)
-                    res.setdefault(name, ([], [0]))
+                    res.setdefault(name, ([], [0], [0.0]))
                     res[name][0].extend(lat)
                     res[name][1][0] += err
+                    res[name][2][0] += _cpu_seconds(pid) - c0
         finally:
             _stop(proc)
     finally:
@@ -307,10 +333,13 @@ def main(argv=None) -> str:
     base = _pct(res["direct"][0])[0]
     for name, label in (("direct", "stub upstream called directly"),
                         ("pass", "through the proxy, pass-through (`model` = an LLM)"),
-                        ("routed", "through the proxy, routed (`llmrec-auto`, knn decides)")):
+                        ("routed", f"through the proxy, routed (`llmrec-auto`, {args.router} "
+                                   "decides)")):
         p50, p99 = _pct(res[name][0])
         added = "-" if name == "direct" else f"{p50 - base:+.2f}"
-        proxy_rows.append(f"| {label} | {p50:.2f} | {p99:.2f} | {added} | {res[name][1][0]} |")
+        cpu = res[name][2][0] / len(res[name][0]) * 1000
+        proxy_rows.append(f"| {label} | {p50:.2f} | {p99:.2f} | {added} | {res[name][1][0]} | "
+                          f"{cpu:.2f} |")
 
     # ---- MiniLM single prompt from text
     mini_rows = []
@@ -372,20 +401,25 @@ def main(argv=None) -> str:
         f"`llmrec serve` (uvicorn, decision log on) with batch window {args.window_ms:g} ms; "
         "the asyncio keep-alive load client and the server share the 2 cores.",
         "",
-        "| path | throughput | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| path | throughput | p50 ms | p99 ms | errors | server CPU ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
         f"HTTP {B}-prompt requests reach {w1['pps'] / inproc_b:.2f}x (1 worker) of the "
         f"in-process throughput in batches of {B} and {w1['pps'] / inproc_all:.2f}x of one "
-        f"batch of everything; best single-prompt rate {best['rps']:.0f} req/s. "
+        f"batch of everything; per prompt, the HTTP path costs "
+        f"{w1['cpu32'] / inproc_b_cpu:.2f}x the in-process CPU time (CPU time, unlike "
+        f"throughput, does not depend on the share of the cores other jobs leave); best "
+        f"single-prompt rate {best['rps']:.0f} req/s. "
         + "; ".join(notes) + ".",
         "",
-        f"Proxy, one client in sequence, {args.proxy_requests} x 3 interleaved requests each "
-        "(non-streaming; the stub answers at once from its own process):",
+        f"Proxy (`--batch-window-ms 0`), one client in sequence, {args.proxy_requests} x 3 "
+        "interleaved requests each (non-streaming; the stub answers at once from its own "
+        "process):",
         "",
-        "| path | p50 ms | p99 ms | added p50 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| path | p50 ms | p99 ms | added p50 ms | errors | CPU ms per request (stub or "
+        "llmrec process) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
         *proxy_rows,
     ]
     if mini_rows:

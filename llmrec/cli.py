@@ -581,9 +581,13 @@ def demo(ctx: typer.Context,
 @app.command(help="Serve a model over HTTP (FastAPI + uvicorn); docs at /docs.\n\n"
              "Set LLMREC_API_KEY to require an X-API-Key header on /v1/*. SIGHUP or "
              "POST /v1/admin/reload reloads the model without dropping requests.\n\n"
+             "With --upstreams upstreams.toml the service is also an OpenAI-compatible "
+             "routing proxy: POST /v1/chat/completions with model llmrec-auto is routed "
+             "to the best LLM (docs/service.md).\n\n"
              "Examples:\n\n  llmrec serve --model model --port 8000\n\n"
              "  curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
-             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'")
+             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'\n\n"
+             "  llmrec serve --model model --upstreams upstreams.toml --workers 2")
 def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           host: str = typer.Option("127.0.0.1", "--host"),
           port: int = typer.Option(8000, "--port"),
