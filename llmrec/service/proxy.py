@@ -401,6 +401,25 @@ class Proxy:
                             "x-llmrec-router-version": decision["router_version"],
                             "x-llmrec-propensity": f"{decision['propensity']:.6g}"})
         tried, failures = [], []
+
+        def finish(llm: str | None, status: int | None = None):
+            """Headers and the decision record once it is known who answers."""
+            headers["x-llmrec-attempts"] = ",".join(tried)
+            if llm is not None:
+                headers["x-llmrec-llm"] = llm
+            if decision is None:
+                return
+            ok = llm is not None and status is not None and status < 400
+            decision["answered"] = llm if ok else None
+            decision["attempts"] = list(tried)
+            if llm is not None and not ok:
+                decision["upstream_status"] = status
+            if ok and llm != decision["chosen"]:
+                with self.metrics.lock:
+                    self.metrics.fallbacks += 1
+            if self.decisions is not None:
+                self.decisions.record(decision)
+
         for llm in attempts:
             up = self.config.llms[llm]
             tried.append(llm)
@@ -419,31 +438,19 @@ class Proxy:
                 self.metrics.upstream(llm, f"http_{status}", time.perf_counter() - t1)
                 failures.append(f"{llm}: HTTP {status}")
                 continue
-            headers["x-llmrec-llm"] = llm
-            headers["x-llmrec-attempts"] = ",".join(tried)
             ctype = resp.headers.get("content-type", "application/json")
-            if decision is not None:
-                decision["answered"] = llm if status < 400 else None
-                decision["attempts"] = list(tried)
-                if status >= 400:
-                    decision["upstream_status"] = status
-                if llm != decision["chosen"]:
-                    with self.metrics.lock:
-                        self.metrics.fallbacks += 1
-                if self.decisions is not None:
-                    self.decisions.record(decision)
             if stream and status < 400 and ctype.startswith("text/event-stream"):
+                finish(llm, status)
                 return StreamingResponse(self._relay(resp, up, t1), status_code=status,
                                          media_type=ctype, headers=headers)
-            try:
-                content = await _within(up.timeout, resp.aread())
+            try:  # the rest of the deadline; nothing is sent yet, so a failure falls back
+                left = max(up.timeout - (time.perf_counter() - t1), 0.001)
+                content = await _within(left, resp.aread())
             except (httpx.TransportError, asyncio.TimeoutError) as e:
                 await resp.aclose()
                 self.metrics.upstream(llm, "timeout", time.perf_counter() - t1)
-                return JSONResponse(ProxyError(
-                    502, f"upstream {llm} failed while sending its answer "
-                         f"({type(e).__name__})", None, "upstream_error",
-                    "server_error").body(), status_code=502, headers=headers)
+                failures.append(f"{llm}: failed while sending its answer ({type(e).__name__})")
+                continue
             self.metrics.upstream(llm, "ok" if status < 400 else f"http_{status}",
                                   time.perf_counter() - t1)
             if status < 400:
@@ -451,14 +458,10 @@ class Proxy:
                     self.metrics.usage(up, json.loads(content).get("usage"))
                 except (ValueError, AttributeError):
                     pass
+            finish(llm, status)
             return Response(content, status_code=status, media_type=ctype, headers=headers)
 
-        if decision is not None:
-            decision["answered"] = None
-            decision["attempts"] = list(tried)
-            if self.decisions is not None:
-                self.decisions.record(decision)
-        headers["x-llmrec-attempts"] = ",".join(tried)
+        finish(None)
         log.warning("proxy: every upstream failed after %.3f s: %s", time.perf_counter() - t0,
                     "; ".join(failures))
         return JSONResponse(ProxyError(
