@@ -34,7 +34,6 @@ import os
 import random
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +46,8 @@ from .feedback import FeedbackLog
 log = logging.getLogger("llmrec.service")
 
 _IDS = random.Random(os.urandom(32))  # seeded once per process; os.urandom per id is slow
+_ID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_ID_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_decision_id() -> str:
@@ -59,7 +60,9 @@ def new_decision_id() -> str:
     >>> uuid.UUID(new_decision_id()).version
     4
     """
-    return uuid.UUID(int=_IDS.getrandbits(128), version=4).hex
+    # the version (4) and variant (10) bits set as uuid.UUID(..., version=4) sets them
+    r = (_IDS.getrandbits(128) & _ID_MASK) | _ID_BITS
+    return "%032x" % r
 
 
 DECISION_FIELDS = ("decision_id", "time", "prompt_id", "text_sha256", "candidates", "chosen",
@@ -165,7 +168,7 @@ def new_decision(text: str, candidates: Sequence[str], cand_scores: Sequence[flo
     if log_text:
         rec["text"] = text
     scores = np.asarray(cand_scores, dtype=np.float64)
-    rec.update({"candidates": list(candidates), "chosen": candidates[chosen],
+    rec.update({"candidates": candidates, "chosen": candidates[chosen],
                 "rank": list(ranked).index(chosen), "score": float(scores[chosen]),
                 "scores": scores.tolist(), "propensity": float(propensity),
                 "policy": policy, "router": router, "router_version": router_version,
