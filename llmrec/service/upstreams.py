@@ -100,10 +100,10 @@ def parse_upstreams(data: Mapping, source: str = "<dict>",
     >>> cfg = parse_upstreams({"llms": {"a": {"base_url": "http://127.0.0.1:9/v1"}}})
     >>> cfg.llms["a"].chat_url, cfg.llms["a"].model, cfg.max_attempts
     ('http://127.0.0.1:9/v1/chat/completions', 'a', 2)
-    >>> parse_upstreams({"llms": {"a": {"base_url": "ftp://x"}}})
+    >>> parse_upstreams({"llms": {"a": {"base_url": "http://x", "timeout": 0}}})
     Traceback (most recent call last):
     ...
-    llmrec.errors.ConfigError: <dict>: [llms."a"] base_url: must start with http:// or https://, got 'ftp://x'
+    llmrec.errors.ConfigError: <dict>: [llms."a"] timeout: must be > 0, got 0
     """
     env = os.environ if environ is None else environ
     if not isinstance(data, Mapping):
