@@ -197,8 +197,14 @@ def main(argv=None) -> str:
     ap.add_argument("--minilm", action="store_true", help="also the MiniLM single-prompt test")
     ap.add_argument("--minilm-prompts", type=int, default=300)
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--section", default="", help="name of a RESULTS.md section of its own "
+                                                  "(several configurations side by side)")
     args = ap.parse_args(argv)
     import httpx
+    start, end = START, END
+    if args.section:
+        start = START.replace(" -->", f":{args.section} -->")
+        end = END.replace(" -->", f":{args.section} -->")
 
     from llmrec.datasets import make_synthetic
     from llmrec.encoders import TfidfEncoder
@@ -390,8 +396,9 @@ def main(argv=None) -> str:
     w1 = http.get(1) or next(iter(http.values()))
     best = max(http.values(), key=lambda h: h["rps"])
     lines = [
-        START,
-        "## HTTP service and proxy load (`bench_service_load.py`)",
+        start,
+        "## HTTP service and proxy load (`bench_service_load.py`"
+        + (f", {args.section}" if args.section else "") + ")",
         "",
         f"Command: `{cmd.strip()}`  ",
         f"Machine: 2-core shared box, other jobs running ({platform.machine()}, "
@@ -432,14 +439,14 @@ def main(argv=None) -> str:
                       f"{args.minilm_prompts} synthetic prompts; 200 prompts, medians, "
                       "interleaved):", "",
                   "| path | median ms | / raw encoder |", "| --- | ---: | ---: |", *mini_rows]
-    lines.append(END)
+    lines.append(end)
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
         res_p = HERE / "RESULTS.md"
         old = res_p.read_text() if res_p.exists() else "# Benchmark results\n"
-        if START in old and END in old:
-            new = old[:old.index(START)] + section + old[old.index(END) + len(END):]
+        if start in old and end in old:
+            new = old[:old.index(start)] + section + old[old.index(end) + len(end):]
         else:
             new = old.rstrip("\n") + "\n\n" + section + "\n"
         res_p.write_text(new)
