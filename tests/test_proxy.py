@@ -34,7 +34,8 @@ UPSTREAM_KEY = "sk-upstream-secret-123"
 class Stub:
     """Upstream LLM servers on one loopback port: ``/<llm>/v1/chat/completions``.
 
-    ``mode[llm]``: ``"ok"`` (default), ``"500"``, ``"400"``, ``"slow"`` (sleeps 1 s).
+    ``mode[llm]``: ``"ok"`` (default), ``"500"``, ``"400"``, ``"slow"`` (sleeps 1 s),
+    ``"break"`` (a stream that breaks off after its first chunk).
     ``calls`` records (llm, body, authorization header) per request.
     """
 
@@ -68,6 +69,8 @@ class Stub:
                             "content": word if i == 0 else " " + word},
                             "finish_reason": None}])
                         yield f"data: {json.dumps(chunk)}\n\n".encode()
+                        if mode == "break":
+                            raise RuntimeError("upstream crashed mid-stream")
                         await asyncio.sleep(0.15 if i == 0 else 0.01)
                     yield f"data: {json.dumps(dict(base, choices=[{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]))}\n\n".encode()  # noqa: E501
                     if (body.get("stream_options") or {}).get("include_usage"):
@@ -263,6 +266,19 @@ def test_fallback_after_500_and_after_timeout(proxy):
     assert "llmrec_proxy_fallbacks_total" in metrics
 
 
+def test_a_stream_broken_off_upstream_ends_with_an_error_event(proxy):
+    app, client, _, s, router, _ = proxy
+    best = router.recommend([PROMPT], k=1)[0][0, 0]
+    s.mode[best] = "break"
+    stream = client.chat.completions.create(
+        model="llmrec-auto", messages=[{"role": "user", "content": PROMPT}], stream=True)
+    got = []
+    with pytest.raises(openai.APIError, match="broke off the stream"):
+        for chunk in stream:
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["answer"]  # what had arrived was passed on before the error
+
+
 def test_upstream_4xx_is_returned_not_retried(proxy):
     app, client, _, s, router, _ = proxy
     best = router.recommend([PROMPT], k=1)[0][0, 0]
@@ -272,6 +288,8 @@ def test_upstream_4xx_is_returned_not_retried(proxy):
                                        messages=[{"role": "user", "content": PROMPT}])
     assert ei.value.response.headers["x-llmrec-llm"] == best
     assert [c[0] for c in s.calls] == [best]
+    d = _decision(app, ei.value.response.headers["x-llmrec-decision-id"])
+    assert d["answered"] is None and d["upstream_status"] == 400
 
 
 def test_pass_through_and_models(proxy):
