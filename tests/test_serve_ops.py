@@ -192,3 +192,15 @@ def test_dockerfile_runs_a_valid_offline_serve_command():
     for var in ("HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"):
         assert var in text
     assert "HEALTHCHECK" in text and "/health" in text
+
+
+def test_lazy_load_with_upstreams_of_other_llms_is_a_failed_load(model, tmp_path):
+    app = create_app(model, lazy_load=True, log_dir=tmp_path, api_key="", upstreams={
+        "llms": {"gpt-x": {"base_url": "http://127.0.0.1:9/v1"}}})
+    with serving(app) as url:
+        t0 = time.time()
+        while httpx.get(url + "/health").json()["status"] == "loading":
+            assert time.time() - t0 < 20
+            time.sleep(0.02)
+        r = httpx.get(url + "/health")
+        assert r.status_code == 503 and "none of its LLMs" in r.json()["error"]

@@ -230,10 +230,15 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         from .proxy import Proxy, RouterSlot
         from .upstreams import as_upstream_config
         cfg = as_upstream_config(upstreams)
-        if state.router is not None and not set(cfg.llms) & set(state.router.llm_names_):
-            raise ConfigError(f"{cfg.source}: none of its LLMs {cfg.names[:10]} is an LLM of "
-                              f"the router in {model_dir} ({state.router.llm_names_[:10]}); "
-                              "name the [llms.NAME] tables after the router's LLMs")
+
+        def _check_overlap(router):
+            if not set(cfg.llms) & set(router.llm_names_):
+                raise ConfigError(f"{cfg.source}: none of its LLMs {cfg.names[:10]} is an LLM "
+                                  f"of the router in {model_dir} ({router.llm_names_[:10]}); "
+                                  "name the [llms.NAME] tables after the router's LLMs")
+
+        if state.router is not None:
+            _check_overlap(state.router)
         slot = RouterSlot(name="", get_router=lambda: state.router, batcher=batcher,
                           get_version=lambda: state.fingerprint)
         proxy = Proxy(cfg, {}, "", decisions=decisions, policy=policy, rng=rng)
@@ -264,6 +269,8 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         loop = asyncio.get_running_loop()
         try:
             router = await loop.run_in_executor(None, load_router, model_dir)
+            if proxy is not None:
+                _check_overlap(router)
         except Exception as e:  # noqa: BLE001 - reported by /health, the server stays up
             state.load_error = f"{type(e).__name__}: {e}"
             import logging
