@@ -9,9 +9,15 @@ Endpoints (``/docs`` and ``/openapi.json`` describe them):
   (Prometheus text format).
 * ``POST /v1/feedback`` -- ``{"feedback": [{"prompt", "llm", "score"}, ...]}`` appended
   (fsynced) to a JSONL log that ``llmrec fit --data <log> --warm-start <model>`` reads.
+  ``{"decision_id", "score"}`` records the outcome of a logged decision.
 * ``POST /v1/admin/reload`` -- ``{"model_dir": ...?}``: load a model fully, then swap
   it in atomically; in-flight requests finish on the old one. SIGHUP does the same
   for the current directory when the server runs in the main thread.
+* With ``upstreams``: ``POST /v1/chat/completions`` and ``GET /v1/models``, the
+  OpenAI-compatible routing proxy (:mod:`llmrec.service.proxy`).
+
+Every decision (each ``/v1/recommend`` prompt, each routed chat completion) is logged
+to ``decisions.jsonl`` (:mod:`llmrec.service.decisions`).
 
 An API key is required on ``/v1/*`` when ``api_key`` (or env ``LLMREC_API_KEY``) is
 set: header ``X-API-Key``, else 401.
