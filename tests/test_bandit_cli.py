@@ -114,6 +114,5 @@ def test_serve_policy_is_checked_before_the_port(logged, capsys):
     assert "unknown policy 'nope'" in capsys.readouterr().err
     assert call("serve", "--model", d / "model", "--policy", "thompson") == 2
     assert "no score uncertainty" in capsys.readouterr().err
-    assert cli._serve_policy("greedy", lambda model_dir: None) == {}
-    assert cli._serve_policy("epsilon-greedy:eps=0.2", lambda model_dir, policy=None: None) \
-        == {"policy": "epsilon-greedy:eps=0.2"}
+    assert cli._serve_policy("greedy") == {}
+    assert cli._serve_policy("epsilon-greedy:eps=0.2") == {"policy": "epsilon-greedy:eps=0.2"}
