@@ -145,8 +145,15 @@ class KnnRouter(_TunedRouter):
     The k training prompts closest to a new prompt by cosine distance vote: each
     LLM's score is the mean of its observed scores on those neighbours (unobserved
     cells are skipped; when no neighbour has a record of the LLM, its mean training
-    score is used). The prompt goes to the argmax. Neighbours come from
-    :class:`sklearn.neighbors.NearestNeighbors` (``metric="cosine"``, brute force).
+    score is used). The prompt goes to the argmax. Neighbours are exact: a FAISS
+    inner-product search over the unit-normalised training features
+    (:class:`~llmrec.retrieval.ExactNeighbours`; ties by training position, as the
+    numpy path), equal to scikit-learn's brute-force cosine neighbours up to ties.
+
+    Cost: fit ``O(n d + n m)`` (stores the features, the dense scores and mask);
+    scoring ``O(q n d)`` for the search plus ``O(q k m)`` for the vote, for ``q``
+    prompts, ``n`` training prompts, ``m`` LLMs, ``d`` feature dimensions; memory
+    ``n d`` floats plus ``n m`` scores (4 bytes) and mask (1 byte).
 
     Parameters
     ----------
@@ -166,14 +173,17 @@ class KnnRouter(_TunedRouter):
     """
 
     name = "knn"
+    #: neighbour search backend ("auto": FAISS when installed; "numpy": blocked matmul)
+    _nn_backend = "auto"
 
     def __init__(self, k: int = 5, k_grid: Sequence[int] | None = None):
         self.k = k
         self.k_grid = k_grid
 
     def _nn(self):
-        """Unit-normalised training features: cosine similarity is then a dot product."""
-        return _unit_rows(self.X_train_)
+        """Exact search over the unit-normalised training features (cosine = dot)."""
+        from ..retrieval import ExactNeighbours
+        return ExactNeighbours(_unit_rows(self.X_train_), backend=self._nn_backend)
 
     def _fit(self, records, X, val, X_val):
         if int(self.k) < 1:
@@ -184,7 +194,8 @@ class KnnRouter(_TunedRouter):
         self.X_train_ = np.asarray(X, dtype=np.float32)
         self.obs_ = records.observed_dense()
         self.Y_ = records.dense(fill=0.0)
-        self.llm_mean_ = _column_means(self.Y_, self.obs_).astype(np.float32)
+        # per-LLM training mean from the CSR records (no dense temporaries)
+        self.llm_mean_ = records.llm_summary()["mean_score"].to_numpy(np.float32)
         self.nn_ = self._nn()
         self.k_ = int(self.k)
         self.val_mu_ = {}
@@ -198,29 +209,25 @@ class KnnRouter(_TunedRouter):
     def _neighbours(self, X, k):
         """Exact k nearest training prompts by cosine, ties by training position.
 
-        A blocked dot product with the unit-normalised training features and the
-        retrieval layer's top-k (the same ranking rule as everywhere in llmrec);
-        equal to scikit-learn's brute-force cosine neighbours up to ties, and several
-        times faster for single prompts (no per-call input validation).
+        One FAISS inner-product search for the whole batch (BLAS, no per-prompt
+        loop) with the unit-normalised training features; queries whose order is
+        within rounding of a tie are ranked by the numpy path (a blocked dot product
+        and the retrieval layer's top-k), so both give the same neighbours.
         """
-        from ..retrieval import topk_scores
-        k = min(int(k), self.X_train_.shape[0])
         Q = _unit_rows(np.asarray(X, dtype=np.float32))
-        out = np.empty((Q.shape[0], k), dtype=np.int64)
-        for s in range(0, Q.shape[0], 1024):  # bounded memory: (block, n_train)
-            out[s:s + 1024] = topk_scores(Q[s:s + 1024] @ self.nn_.T, k)[0]
-        return out
+        return self.nn_.search(Q, int(k))
 
     def _aggregate(self, idx: np.ndarray) -> np.ndarray:
         n, m = idx.shape[0], self.Y_.shape[1]
         out = np.empty((n, m), dtype=np.float32)
-        for s in range(0, n, 4096):  # bounded memory: (block, k, m)
-            b = idx[s:s + 4096]
+        step = max(1, (1 << 22) // max(1, idx.shape[1] * m))  # bounded (block, k, m)
+        for s in range(0, n, step):
+            b = idx[s:s + step]
             cnt = self.obs_[b].sum(axis=1)
             tot = self.Y_[b].sum(axis=1, dtype=np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), self.llm_mean_[None, :])
-            out[s:s + 4096] = mean
+            out[s:s + step] = mean
         return _finite_or_neg_inf(out)
 
     def neighbours(self, prompts, k: int | None = None) -> np.ndarray:
