@@ -306,9 +306,13 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                                 help="encoder setting key=value, e.g. dim=64"),
         side_feature: List[str] = typer.Option([], "--side-feature",
                                                help="benchmark|category|length (repeatable)"),
-        out: Path = typer.Option(..., "--out", help="model directory to write"),
+        out: Optional[Path] = typer.Option(None, "--out", help="model directory to write "
+                                           "(required unless --dry-run)"),
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
-                                                  help="saved model to start from")):
+                                                  help="saved model to start from"),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="fit samples of the data and print the estimated "
+                                          "time and peak memory of the fit; write nothing")):
     from .data.records import PerformanceRecords
     from .routers import available_routers, make_router
     params = _parse_params(param)
@@ -320,6 +324,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
     data_specs = [_data_spec(d) for d in data]
     how = "fit"
     enc_obj = None
+    if dry_run and warm_start is not None:
+        raise ConfigError("--dry-run estimates a fresh fit; drop --warm-start")
     if warm_start is not None:
         old = _load_model(warm_start)
         if router is not None and router != old.name:
@@ -360,7 +366,23 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 side = side or list(old.featurizer_.side_features)
     if router is None:
         raise ConfigError(f"--router is required (available: {', '.join(available_routers())})")
+    if out is None and not dry_run:
+        raise ConfigError("--out is required (the model directory to write), or pass "
+                          "--dry-run to only estimate the cost")
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+    if dry_run:
+        from .routers.cost import estimate_fit_cost
+        est_router = make_router(router, **params)
+        est_enc = enc_obj
+        if est_enc is None and encoder is not None:
+            from .encoders import make_encoder
+            try:
+                est_enc = make_encoder(encoder, **enc_params)
+            except TypeError as e:
+                raise ConfigError(f"--encoder-param: {e}") from None
+        _echo(estimate_fit_cost(est_router, train, encoder=est_enc,
+                                side_features=side).summary())
+        return
     if how != "partial_fit":
         r = make_router(router, **params)
         kw = {"show_progress": _progress(), "side_features": side}

@@ -30,6 +30,7 @@ from .._atomic import atomic_directory
 from ..errors import DataFormatError, UnknownIdError
 
 FORMAT_VERSION = 1
+_DENSE_BLOCK_CELLS = 1 << 22  # cells per block when dense views are filled
 _PROMPT_BASE_COLUMNS = ("prompt_id", "text", "benchmark", "category")
 
 
@@ -138,9 +139,10 @@ class PerformanceRecords:
                                       "(prompts x LLMs)")
             mat.sum_duplicates()
             mat.sort_indices()
-            if observed is not None and sp.issparse(observed) and \
-                    getattr(observed, "indices", None) is mat.indices and \
-                    getattr(observed, "indptr", None) is mat.indptr and \
+            if observed is not None and sp.isspmatrix_csr(observed) and \
+                    observed.nnz == mat.nnz and observed.shape == mat.shape and \
+                    _same_buffer(observed.indices, mat.indices) and \
+                    _same_buffer(observed.indptr, mat.indptr) and \
                     bool(np.all(observed.data)):
                 observed = None  # the mask of these very scores (rec.observed): nothing to do
             if observed is not None:
@@ -326,9 +328,11 @@ class PerformanceRecords:
                                                        self.scores.indptr[b]]
         return out
 
-    def _coord_blocks(self, cells: int = 1 << 22):
-        """(row start, row stop, local rows, columns) of the records, ~``cells`` at a time,
-        so index temporaries stay a few MiB whatever the size of the matrix."""
+    def _coord_blocks(self):
+        """(row start, row stop, local rows, columns) of the records, about
+        ``_DENSE_BLOCK_CELLS`` cells at a time, so index temporaries stay a few MiB
+        whatever the size of the matrix."""
+        cells = _DENSE_BLOCK_CELLS
         indptr = self.scores.indptr
         n = self.n_prompts
         step = max(1, cells // max(self.n_llms, 1))
@@ -727,6 +731,12 @@ class PerformanceRecords:
             except AssertionError:
                 return False
         return True
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two arrays are views of the same memory with the same layout."""
+    return (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _structure(mat: sp.csr_matrix) -> sp.csr_matrix:
