@@ -420,10 +420,10 @@ class MLPRouter(Router):
     def _fit(self, records, X, val, X_val):
         import torch
         hs = self._check_params()
-        dense, obs = records.dense(fill=0.0), records.observed_dense()
-        mean = _column_means(dense, obs)
+        # minibatches are read from the CSR records: no dense copy of the matrix
+        mean = records.llm_summary()["mean_score"].to_numpy()
         g = torch.Generator().manual_seed(int(self.random_state))
-        sizes = [X.shape[1], *hs, dense.shape[1]]
+        sizes = [X.shape[1], *hs, records.n_llms]
         layers = []
         with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
             torch.manual_seed(int(self.random_state))
@@ -437,9 +437,15 @@ class MLPRouter(Router):
         opt = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate),
                                weight_decay=float(self.alpha))
         Xt = torch.as_tensor(X, dtype=torch.float32)
-        Yt = torch.as_tensor(dense, dtype=torch.float32)
-        Mt = torch.as_tensor(obs, dtype=torch.float32)
         n, bs = Xt.shape[0], int(self.batch_size)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small ops: threads only wait on each other
+        try:
+            self._train_epochs(torch, net, opt, g, Xt, records, n, bs, mean, val, X_val)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train_epochs(self, torch, net, opt, g, Xt, records, n, bs, mean, val, X_val):
         truth = val.dense() if val is not None else None
         best_mu, best_state, stale = -np.inf, None, 0
         self.val_mu_ = {}
@@ -449,8 +455,8 @@ class MLPRouter(Router):
             perm = torch.randperm(n, generator=g)
             for s in range(0, n, bs):
                 b = perm[s:s + bs]
-                m = Mt[b]
-                loss = (((net(Xt[b]) - Yt[b]) ** 2) * m).sum() / m.sum().clamp_min(1.0)
+                y, m = _csr_rows(torch, records.scores, b.numpy())
+                loss = (((net(Xt[b]) - y) ** 2) * m).sum() / m.sum().clamp_min(1.0)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -504,6 +510,15 @@ class MLPRouter(Router):
         self.n_epochs_ = int(state.get("n_epochs", 0))
         self.best_epoch_ = int(state.get("best_epoch", self.n_epochs_))
         self.val_mu_ = {int(k): v for k, v in state.get("val_mu", {}).items()}
+
+
+def _csr_rows(torch, scores, rows: np.ndarray):
+    """(scores, observed mask) of some rows as dense float32 tensors (0 where unobserved)."""
+    sub = scores[rows]
+    Y = torch.from_numpy(sub.toarray().astype(np.float32, copy=False))
+    mask = sub.copy()
+    mask.data = np.ones_like(mask.data)
+    return Y, torch.from_numpy(mask.toarray().astype(np.float32, copy=False))
 
 
 # ------------------------------------------------------------------ cluster
@@ -683,10 +698,16 @@ class MLCRouter(_TunedRouter):
         from sklearn.linear_model import LogisticRegression
         if C <= 0:
             raise ConfigError(f"C must be > 0, got {C}")
+        from threadpoolctl import threadpool_limits
         m, d = y.shape[1], X.shape[1]
         coef = np.zeros((m, d), dtype=np.float32)
         intercept = np.full(m, np.nan, dtype=np.float32)
-        for j in range(m):
+        with threadpool_limits(1):  # one small solve per LLM: BLAS threads only contend
+            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression)
+        return coef, intercept
+
+    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression):
+        for j in range(y.shape[1]):
             rows = obs[:, j]
             if not rows.any():
                 continue
@@ -698,7 +719,6 @@ class MLCRouter(_TunedRouter):
             clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(X[rows], yj)
             coef[j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
-        return coef, intercept
 
     @staticmethod
     def _proba(X, coef, intercept):
