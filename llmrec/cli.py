@@ -312,7 +312,11 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                                   help="saved model to start from"),
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="fit samples of the data and print the estimated "
-                                          "time and peak memory of the fit; write nothing")):
+                                          "time and peak memory of the fit; write nothing"),
+        max_minutes: Optional[float] = typer.Option(
+            None, "--max-minutes", min=0.0,
+            help="estimate the fit first (as --dry-run) and refuse it when the estimate "
+                 "is above this many CPU minutes")):
     from .data.records import PerformanceRecords
     from .routers import available_routers, make_router
     params = _parse_params(param)
@@ -370,8 +374,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         raise ConfigError("--out is required (the model directory to write), or pass "
                           "--dry-run to only estimate the cost")
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
-    if dry_run:
-        from .routers.cost import estimate_fit_cost
+    if dry_run or max_minutes is not None:
+        from .routers.cost import _fmt_seconds, estimate_fit_cost
         est_router = make_router(router, **params)
         est_enc = enc_obj
         if est_enc is None and encoder is not None:
@@ -380,9 +384,15 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 est_enc = make_encoder(encoder, **enc_params)
             except TypeError as e:
                 raise ConfigError(f"--encoder-param: {e}") from None
-        _echo(estimate_fit_cost(est_router, train, encoder=est_enc,
-                                side_features=side).summary())
-        return
+        est = estimate_fit_cost(est_router, train, encoder=est_enc, side_features=side)
+        if dry_run:
+            _echo(est.summary())
+            return
+        if est.seconds > max_minutes * 60:
+            raise CapabilityError(
+                f"the {router} fit would take about {_fmt_seconds(est.seconds)} of CPU "
+                f"(estimated from sample fits), above --max-minutes {max_minutes:g}; see "
+                "docs/scaling.md for routers that fit this size, or raise --max-minutes")
     if how != "partial_fit":
         r = make_router(router, **params)
         kw = {"show_progress": _progress(), "side_features": side}

@@ -175,4 +175,7 @@ def test_cli_fit_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
     assert "estimated fit time" in out and "estimated peak memory" in out
     assert call("fit", "--data", "synthetic", "--router", "best-single") == 2
     assert "error: --out is required" in capsys.readouterr().err
+    assert call("fit", "--data", "synthetic", "--router", "linear", "--max-minutes", "0.0001",
+                "--out", "m") == 2
+    assert "above --max-minutes" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
