@@ -179,3 +179,17 @@ def test_cli_fit_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
                 "--out", "m") == 2
     assert "above --max-minutes" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lightfm_refuses_an_hour_long_fit_up_front():
+    pytest.importorskip("lightfm")
+    from llmrec.encoders import TfidfEncoder
+    from llmrec.errors import CapabilityError
+    rec = make_synthetic(100, 5, seed=0)
+    r = make_router("lightfm", max_fit_minutes=1e-6)
+    t0 = time.perf_counter()
+    with pytest.raises(CapabilityError, match="CPU hours.*twotower"):
+        r.fit(rec, encoder=TfidfEncoder(dim=8, n_features=2 ** 10))
+    assert time.perf_counter() - t0 < 10
+    # RouterEval's scale with 384-d features: about 120 CPU hours, so refused by default
+    assert make_router("lightfm").estimated_fit_seconds(38_000 * 8_500, 384) > 100 * 3600
