@@ -320,7 +320,8 @@ def main(argv=None) -> int:
                     help="also the mu vs pool-size curve (largest size)")
     ap.add_argument("--workdir", default="/tmp/llmrec_bench_scale",
                     help="where generated data is kept between runs")
-    ap.add_argument("--jsonl", default=str(HERE / "results" / "bench_scale.jsonl"))
+    ap.add_argument("--jsonl", default=str(HERE / "bench_scale.jsonl"),
+                    help="raw results, one JSON line per fit (the table is built from it)")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     ap.add_argument("--one", nargs=2, metavar=("ROUTER", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
