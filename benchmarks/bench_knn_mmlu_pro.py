@@ -25,7 +25,9 @@ from llmrec.routers import make_router
 def main() -> dict:
     rec = load("mmlu-pro")
     t0 = time.perf_counter()
-    X = make_encoder("minilm").encode(rec.texts)
+    from llmrec.encoders import CachedEncoder
+    from llmrec.encoders.cache import default_cache_dir
+    X = CachedEncoder(make_encoder("minilm"), default_cache_dir()).encode(rec.texts)
     enc_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     order = rng.permutation(rec.n_prompts)

@@ -323,6 +323,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=str(HERE / "bench_scale.jsonl"),
                     help="raw results, one JSON line per fit (the table is built from it)")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the RESULTS.md section from --jsonl")
     ap.add_argument("--one", nargs=2, metavar=("ROUTER", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
@@ -334,7 +336,7 @@ def main(argv=None) -> int:
     sizes = args.sizes.split(",")
     jsonl = Path(args.jsonl)
     jsonl.parent.mkdir(parents=True, exist_ok=True)
-    for size in sizes:
+    for size in ([] if args.render else sizes):
         make_data(size, args.graded, workdir)
         for rn in routers:
             cmd = [sys.executable, __file__, "--one", rn, size, "--workdir", str(workdir)]
@@ -356,7 +358,8 @@ def main(argv=None) -> int:
                 f.write(json.dumps(res) + "\n")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     meta = {"command": "OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_scale.py "
-                       "--sizes S,M,L (L: one router per run, --curve)",
+                       "--sizes S` and `--sizes M` (the routers listed), then `--sizes L "
+                       "--curve --timeout 900",
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with six other "
                        f"jobs), Python {platform.python_version()}, "
                        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
