@@ -310,10 +310,14 @@ class ALSRouter(_ImplicitMFRouter):
 def _implicit_als(router, records):
     """The single-machine backend: implicit's CPU ALS on the CSR confidences."""
     from implicit.cpu.als import AlternatingLeastSquares
-    r, c, s, ok = router._success(records)
-    conf = sp.csr_matrix((router._confidences(s, ok), (r, c)), shape=records.shape,
-                         dtype=np.float32)
-    del r, c, s, ok
+    s = records.scores.data
+    ok = s >= router.success_threshold
+    if not ok.any():
+        router._success(records)  # raises the "no success" error
+    # the confidences share the records' index arrays: only the values are new
+    conf = sp.csr_matrix((router._confidences(s, ok), records.scores.indices,
+                          records.scores.indptr), shape=records.shape, copy=False)
+    del ok
     model = _fit_quietly(lambda: AlternatingLeastSquares(
         factors=int(router.factors), regularization=float(router.regularization), alpha=1.0,
         iterations=int(router.iterations), num_threads=1,
