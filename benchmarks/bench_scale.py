@@ -67,6 +67,16 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 # ------------------------------------------------------------------ data
 def make_data(size: str, graded: bool, workdir: Path) -> Path:
     """Generate a size once and store its arrays (CSR, tables, features) in workdir."""
@@ -201,7 +211,8 @@ def supervise(cmd: list[str], timeout: float, max_rss_mib: float) -> tuple[str, 
         if rss > max_rss_mib:
             status = f"stopped: RSS {rss / 1024:.1f} GiB > {max_rss_mib / 1024:.1f} GiB limit"
         elif time.time() - t0 > timeout:
-            status = f"stopped: > {timeout:.0f} s"
+            status = (f"stopped: > {timeout:.0f} s wall ({_cpu_s(p.pid):.0f} s CPU, data "
+                      "loading included)")
         if status != "ok":
             p.kill()
             break
