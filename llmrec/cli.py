@@ -55,9 +55,18 @@ app.add_typer(data_app, name="data")
 _OPTS = {"debug": False, "quiet": False}
 
 
+def _show_version(value: bool):
+    if value:
+        from ._version import __version__
+        typer.echo(f"llmrec {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks on errors"),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+          version: bool = typer.Option(False, "--version", callback=_show_version,
+                                       is_eager=True, help="print the version and exit")):
     _OPTS["debug"] = debug or _OPTS["debug"]
     _OPTS["quiet"] = quiet
     _prog.set_quiet(quiet)
@@ -622,8 +631,9 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             except ValueError:
                 raise DataFormatError(f"{info_p}: corrupt JSON") from None
         if hasattr(old, "partial_fit"):
-            r = old.set_params(**params).partial_fit(PerformanceRecords.concat(parts)
-                                                     if len(parts) > 1 else parts[0])
+            new = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+            r = old.set_params(**params).partial_fit(new)
+            _remember_prompts(r, new)
             how = "partial_fit"
             data_specs = old_specs + data_specs
         else:
@@ -691,6 +701,19 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
          "n_observed": train.n_observed}, indent=2))
     _echo(f"{how}: {router} on {train.n_prompts} prompts x {train.n_llms} LLMs "
           f"({train.n_observed:,} records) -> {out}")
+
+
+def _remember_prompts(router, records) -> None:
+    """Add ``records``' prompts to those the router was trained on (for ``evaluate``'s
+    overlap count) after a ``partial_fit``."""
+    import numpy as np
+    from .routers.base import prompt_hashes
+    known = getattr(router, "train_prompt_hashes_", None)
+    if known is None:
+        return
+    ids, texts = prompt_hashes(records)
+    router.train_prompt_hashes_ = {"ids": np.union1d(known["ids"], ids),
+                                   "texts": np.union1d(known["texts"], texts)}
 
 
 def _data_spec(spec: str) -> str:
@@ -1088,9 +1111,13 @@ def cache_clear(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
 @app.command(help="Serve a model over HTTP (FastAPI + uvicorn); docs at /docs.\n\n"
              "Set LLMREC_API_KEY to require an X-API-Key header on /v1/*. SIGHUP or "
              "POST /v1/admin/reload reloads the model without dropping requests.\n\n"
+             "With --upstreams upstreams.toml the service is also an OpenAI-compatible "
+             "routing proxy: POST /v1/chat/completions with model llmrec-auto is routed "
+             "to the best LLM (docs/service.md).\n\n"
              "Examples:\n\n  llmrec serve --model model --port 8000\n\n"
              "  curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
-             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'")
+             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'\n\n"
+             "  llmrec serve --model model --upstreams upstreams.toml --workers 2")
 def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
           port: int = typer.Option(8000, "--port", help="TCP port (a busy port: exit 2)"),
@@ -1103,23 +1130,47 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
           batch_window_ms: float = typer.Option(5.0, "--batch-window-ms",
-                                                help="micro-batching window, ms")):
+                                                help="micro-batching window, ms"),
+          upstreams: Optional[Path] = typer.Option(
+              None, "--upstreams", help="upstreams.toml: adds the OpenAI-compatible proxy "
+                                        "(POST /v1/chat/completions, GET /v1/models)"),
+          workers: int = typer.Option(1, "--workers", help="worker processes sharing the port "
+                                                           "(each loads the model)"),
+          graceful_timeout: float = typer.Option(
+              30.0, "--graceful-timeout", help="seconds in-flight requests may take to finish "
+                                               "on SIGTERM/SIGINT"),
+          log_dir: Optional[Path] = typer.Option(
+              None, "--log-dir", help="folder of feedback.jsonl and decisions.jsonl "
+                                      "(default: the feedback log's folder)"),
+          decision_log: bool = typer.Option(True, "--decision-log/--no-decision-log",
+                                            help="log every decision to decisions.jsonl"),
+          log_texts: bool = typer.Option(True, "--log-texts/--no-log-texts",
+                                         help="write prompt texts into the decision log "
+                                              "(off: only their SHA-256)")):
     try:
-        import uvicorn
-        from .service.app import create_app
+        from .service.server import run
     except ImportError as e:
         raise CapabilityError(f"serving needs the serve extra ({e}): "
                               "pip install 'llmrec[serve]'") from None
     if not model.exists():
         raise FileNotFoundError(f"model directory {model} does not exist")
     _choice(long_prompts, ("truncate", "reject"), "--long-prompts")
+    if upstreams is not None:
+        if not upstreams.is_file():
+            raise FileNotFoundError(f"upstreams file {upstreams} does not exist")
+        from .service.upstreams import load_upstreams
+        load_upstreams(upstreams)  # a bad file fails before the port or the model is touched
     _check_port_free(host, port)
-    application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
-                             max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
-                             batch_window_ms=batch_window_ms)
-    _info(f"serving {model} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(application, host=host, port=port,
-                log_level="warning" if _OPTS["quiet"] else "info")
+    kwargs = dict(model_dir=model, feedback_log=feedback_log, max_prompts=max_prompts,
+                  max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
+                  batch_window_ms=batch_window_ms, upstreams=upstreams, log_dir=log_dir,
+                  decision_log=decision_log, log_texts=log_texts)
+    run(kwargs, host=host, port=port, workers=workers, graceful_timeout=graceful_timeout,
+        log_level="warning" if _OPTS["quiet"] else "info",
+        announce=lambda: _info(f"serving {model} on http://{host}:{port} with {workers} "
+                               "worker(s) (docs: /docs" + (", OpenAI-compatible proxy at /v1"
+                                                           if upstreams is not None else "")
+                               + ")"))
 
 
 def _check_port_free(host: str, port: int) -> None:
