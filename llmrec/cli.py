@@ -572,17 +572,31 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                                 help="encoder setting key=value, e.g. dim=64"),
         side_feature: List[str] = typer.Option([], "--side-feature",
                                                help="benchmark|category|length (repeatable)"),
-        out: Path = typer.Option(..., "--out", help="model directory to write"),
+        out: Optional[Path] = typer.Option(None, "--out", help="model directory to write "
+                                           "(required unless --dry-run)"),
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
                                                   help="saved model to start from"),
         on_duplicate: str = typer.Option("error", "--on-duplicate", help=ON_DUPLICATE_HELP),
         no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
         val: Optional[str] = typer.Option(None, "--val",
                                           help="validation records for routers that tune a "
-                                               "grid or stop early, e.g. splits/val")):
+                                               "grid or stop early, e.g. splits/val"),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="fit samples of the data and print the estimated "
+                                          "time and peak memory of the fit; write nothing"),
+        max_minutes: Optional[float] = typer.Option(
+            None, "--max-minutes", min=0.0,
+            help="estimate the fit first (as --dry-run) and refuse it when the estimate "
+                 "is above this many CPU minutes")):
     from .data.records import PerformanceRecords
     from .routers import ROUTERS, available_routers, make_router
-    _out_dir(out)
+    if out is None and not dry_run:
+        raise ConfigError("--out is required (the model directory to write), or pass "
+                          "--dry-run to only estimate the cost")
+    if dry_run and warm_start is not None:
+        raise ConfigError("--dry-run estimates a fresh fit; drop --warm-start")
+    if out is not None:
+        _out_dir(out)
     # every option is checked before any data is read
     params = _parse_params(param)
     if router is not None:
@@ -643,6 +657,21 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 side = side or list(old.featurizer_.side_features)
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
     source = ", ".join(data)
+    if dry_run or max_minutes is not None:
+        from .routers.cost import _fmt_seconds, estimate_fit_cost
+        needs_text = getattr(ROUTERS.get(router), "needs_text", False)
+        est_enc = enc_obj if enc_obj is not None else (
+            _make_encoder("tfidf", []) if needs_text else None)
+        est = estimate_fit_cost(make_router(router, **params), train, encoder=est_enc,
+                                side_features=side)
+        if dry_run:
+            _echo(est.summary())
+            return
+        if est.seconds > max_minutes * 60:
+            raise CapabilityError(
+                f"the {router} fit would take about {_fmt_seconds(est.seconds)} of CPU "
+                f"(estimated from sample fits), above --max-minutes {max_minutes:g}; see "
+                "docs/scaling.md for routers that fit this size, or raise --max-minutes")
     if how != "partial_fit":
         if getattr(ROUTERS.get(router), "needs_text", False):
             _require_text(train, source, f"router {router!r}")

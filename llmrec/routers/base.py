@@ -212,10 +212,15 @@ class Router:
                     ) -> PerformanceRecords:
         if not isinstance(records, PerformanceRecords):
             raise DataFormatError(f"{what} must be PerformanceRecords")
-        missing = [n for n in names if n not in set(records.llm_names)]
+        names = list(names)
+        have = records.llm_names
+        if have == names:  # already aligned: no copy of the matrix
+            return records
+        known = set(have)  # built once: a set per name cost minutes at 8,500 LLMs
+        missing = [n for n in names if n not in known]
         if missing:
             raise UnknownIdError(f"{what} lacks LLM(s) {missing[:5]} that the router knows")
-        return records.select_llms(list(names))
+        return records.select_llms(names)
 
     # ------------------------------------------------------------- fitted
     def _check_fitted(self):
