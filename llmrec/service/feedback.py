@@ -426,6 +426,19 @@ class FeedbackLog(AppendLog):
         written (records whose ``record_id`` is already logged are skipped)."""
         return self.append_feedback(records).written
 
+    def append_json(self, objects: Iterable[Mapping]) -> int:
+        """Append arbitrary JSON objects, one line each, through the same crash-safe
+        group commit (used by :class:`~llmrec.service.decisions.DecisionLog`); each gets
+        a ``record_id`` when it has none; returns how many were written.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> FeedbackLog(os.path.join(tempfile.mkdtemp(), "d.jsonl")).append_json([{"a": 1}])
+        1
+        """
+        return AppendLog.append(self, objects).written
+
 
 def _is_unicode(text: str) -> bool:
     try:
