@@ -134,3 +134,18 @@ def test_kill_at_every_step_of_a_log_write(tmp_path, point):
     assert out["killed"] == 1 and out["acked"] == 3, out  # the first batch was acknowledged
     assert out["lost"] == 0 and out["duplicated"] == 0 and out["unreadable"] == 0, out
     assert out["torn_moved_aside"] == int(point == "log:mid-write"), out
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_log(tmp_path):
+    """serve --workers N: several processes append to one log (flock per commit)."""
+    import subprocess
+    import sys
+    script = fh._APPEND
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "fb.jsonl"), "40",
+                               name], env=fh._env(), stdout=subprocess.PIPE, text=True)
+             for name in ("w1", "w2")]
+    acked = [x for p in procs for line in p.communicate(timeout=120)[0].splitlines()
+             for x in line.split()]
+    ids, readable = fh.read_log_ids(tmp_path / "fb.jsonl")
+    assert readable and len(acked) == 240 and sorted(ids) == sorted(acked)

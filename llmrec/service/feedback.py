@@ -38,6 +38,11 @@ import threading
 import time
 import uuid
 import warnings
+
+try:  # POSIX file locks: several processes may share one log
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -239,8 +244,16 @@ class AppendLog:
         return req.result
 
     def _commit(self, batch: list[_Request]) -> None:
-        """Write every request of the batch with one write + one fsync (leader only)."""
+        """Write every request of the batch with one write + one fsync (leader only).
+
+        The file is flock-ed for the write, so several processes (``serve --workers``)
+        can share a log: each first reads the ids the others appended since its last
+        write, and cuts a failed write back to the size it found under the lock."""
+        locked = False
         try:
+            if any(req.items for req in batch):
+                self._ensure_open()
+                locked = self._lock_and_catch_up()
             new_ids, chunks, results = set(), [], []
             for req in batch:
                 res = AppendResult()
@@ -255,7 +268,6 @@ class AppendLog:
                 results.append(res)
             data = b"".join(chunks)
             if data:
-                self._ensure_open()
                 if self._needs_repair:  # an earlier failed write could not be cut off
                     os.ftruncate(self._fd, self._size)
                     os.fsync(self._fd)
@@ -286,6 +298,37 @@ class AppendLog:
         except BaseException as e:  # every request of the batch fails, none is acknowledged
             for req in batch:
                 req.error, req.done = e, True
+        finally:
+            if locked:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                except (OSError, TypeError):
+                    pass
+
+    def _lock_and_catch_up(self) -> bool:
+        """flock the log; read ids other writers appended since our last write."""
+        if fcntl is None:  # pragma: no cover - not on Linux
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:  # no flock on this file system: one writer only
+            return False
+        size = os.fstat(self._fd).st_size
+        if size > self._size and not self._needs_repair:
+            key = f'"{self.id_field}"'.encode()
+            with open(self.path, "rb") as f:
+                f.seek(self._size)
+                for line in f.read(size - self._size).split(b"\n"):
+                    if key in line:
+                        try:
+                            v = json.loads(line).get(self.id_field)
+                        except (ValueError, AttributeError):
+                            continue
+                        if v is not None:
+                            self._ids.add(str(v))
+        if not self._needs_repair:
+            self._size = size
+        return True
 
 
 def repair_tail(path) -> Path | None:
