@@ -20,7 +20,8 @@
 * **size limits**: a record larger than ``max_record_bytes`` is refused; values must
   be finite JSON numbers and valid Unicode (no lone surrogates).
 
-One process writes a log at a time (the ids seen are kept in memory).
+Several processes may share a log (each commit holds an ``flock`` and first reads
+the ids the others appended); the ids seen are kept in memory.
 
 Feedback lines are ``{"record_id", "prompt_id", "text", "llm", "score", "time"}``
 (plus ``decision_id`` when the outcome answers a logged decision); ``prompt_id`` is
