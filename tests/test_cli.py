@@ -236,7 +236,10 @@ def test_serve_subprocess_and_sighup_reload(small, tmp_path):
         while True:
             try:
                 h = httpx.get(url + "/health", timeout=2).json()
-                break
+                if h.get("ready", True):  # 503 "loading" while the model loads
+                    break
+                time.sleep(0.2)
+                assert time.time() - t0 < 60, f"model did not load: {h}"
             except httpx.HTTPError:
                 assert proc.poll() is None, proc.stderr.read().decode()
                 assert time.time() - t0 < 60, "server did not come up"
