@@ -37,13 +37,14 @@ __all__ = ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter
 
 
 # ------------------------------------------------------------------ helpers
-def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
+def validation_mu(scores: np.ndarray, truth: np.ndarray, tie_rank=None) -> float:
     """Mean true score of the argmax LLM of each row (RouterEval's mu).
 
     Parameters
     ----------
     scores : ndarray, shape (n, m)
-        Predicted scores; ties go to the lowest LLM index, as in ``recommend``.
+        Predicted scores; ties go to the lowest ``tie_rank`` (the router's tie rule,
+        as in ``recommend``), or to the lowest LLM index without one.
     truth : ndarray, shape (n, m)
         True scores, NaN where unobserved. Prompts whose routed LLM has no record
         are left out of the mean.
@@ -56,8 +57,8 @@ def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
     """
     if scores.shape[0] == 0:
         return float("nan")
-    key = np.where(np.isnan(scores), -np.inf, scores)
-    pick = np.argmax(key, axis=1)
+    from ..retrieval import tie_break_argmax
+    pick = tie_break_argmax(scores, tie_rank)
     got = np.asarray(truth, dtype=np.float64)[np.arange(len(pick)), pick]
     return float(np.nanmean(got)) if np.isfinite(got).any() else float("nan")
 
@@ -192,7 +193,8 @@ class KnnRouter(_TunedRouter):
             idx = self._neighbours(X_val, max(grid))
             truth = val.dense()
             for kk in grid:
-                self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth)
+                self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth,
+                                                   self.tie_rank_)
             self.k_ = int(_pick_best(self.val_mu_))
 
     def _neighbours(self, X, k):
@@ -331,7 +333,8 @@ class LinearRouter(_TunedRouter):
             truth = val.dense()
             for a in grid:
                 coef, b = _ridge_masked(X, dense, obs, a)
-                self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
+                self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth,
+                                                   self.tie_rank_)
             self.alpha_ = float(_pick_best(self.val_mu_))
         self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_)
 
@@ -450,7 +453,8 @@ class MLPRouter(Router):
             self.n_epochs_ = epoch + 1
             if truth is not None:
                 self._store(net, mean)
-                mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth)
+                mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth,
+                                                   self.tie_rank_)
                 self.val_mu_[epoch + 1] = mu
                 if mu > best_mu:
                     best_mu, stale = mu, 0
@@ -564,7 +568,8 @@ class ClusterRouter(_TunedRouter):
             truth = val.dense()
             for c in grid:
                 centres, cs = self._fit_one(X, dense, obs, c)
-                self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth)
+                self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth,
+                                                   self.tie_rank_)
             self.n_clusters_ = int(_pick_best(self.val_mu_))
         self.cluster_centers_, self.cluster_scores_ = self._fit_one(X, dense, obs,
                                                                     self.n_clusters_)
@@ -707,7 +712,8 @@ class MLCRouter(_TunedRouter):
             truth = val.dense()
             for c in grid:
                 coef, b = self._fit_heads(X, y, obs, c)
-                self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth)
+                self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth,
+                                                   self.tie_rank_)
             self.C_ = float(_pick_best(self.val_mu_))
         self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_)
 
