@@ -46,7 +46,7 @@ from llmrec.evaluation.protocols import routereval_protocol  # noqa: E402
 ROUTERS = [
     ("knn", "knn", {"k_grid": [1, 3, 5, 10, 25, 50]}),
     ("linear", "linear", {"alpha_grid": [0.1, 1.0, 10.0, 100.0]}),
-    ("cluster", "cluster", {"n_clusters_grid": [2, 4, 8, 16]}),
+    ("cluster", "cluster", {"n_clusters_grid": [4, 8, 16], "n_init": 2}),
     ("re-prknn", "re-prknn", {}),
     ("re-linear", "re-linear", {}),
     ("re-cluster", "re-cluster", {}),

@@ -2,10 +2,12 @@
 
 RouterEval (MilkThink-Lab/RouterEval, arXiv 2503.10657) evaluates routers on pools of
 ``m`` candidates (easy: 3, 5; hard: 10, 100, 1000) in three groups, chosen by
-``select_candidates`` in its ``get_router_dataset.py``. That file was not available to
-us; this module follows the published description, and every choice the description
-leaves open is a parameter with the default we assumed (listed in
-``docs/splits_and_pools.md``):
+``select_candidates`` in its ``get_router_dataset.py``. This module is the rule of
+llmrec's own protocol mode: RouterEval's idea, chosen on the records you pass (the
+training prompts), with the choices below; ``docs/splits_and_pools.md`` lists how it
+differs from RouterEval's code, which
+:mod:`llmrec.evaluation.routereval_exact` reproduces exactly
+(``mode="routereval-exact"``):
 
 * Every LLM's mean score is taken over its observed prompts. *Valid* LLMs have a mean
   in ``[low, high]`` (default [0.1, 0.9]); the others are never candidates. Valid LLMs
