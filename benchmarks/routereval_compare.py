@@ -44,9 +44,9 @@ from llmrec.evaluation.metrics import paired_bootstrap_diff  # noqa: E402
 from llmrec.evaluation.protocols import routereval_protocol  # noqa: E402
 
 ROUTERS = [
-    ("knn", "knn", {"k_grid": [1, 3, 5, 10, 25, 50]}),
-    ("linear", "linear", {"alpha_grid": [0.1, 1.0, 10.0, 100.0]}),
-    ("cluster", "cluster", {"n_clusters_grid": [4, 8, 16], "n_init": 2}),
+    ("knn", "knn", {"k_grid": [5, 25, 50]}),
+    ("linear", "linear", {"alpha_grid": [1.0, 10.0, 100.0]}),
+    ("cluster", "cluster", {"n_clusters": 8, "n_init": 2}),
     ("re-prknn", "re-prknn", {}),
     ("re-linear", "re-linear", {}),
     ("re-cluster", "re-cluster", {}),
@@ -103,25 +103,69 @@ def main(argv=None) -> int:
                                                         str(REPO.parent / "shared" / "data")))
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--sizes", default="3,5,10,29")
-    ap.add_argument("--encoder", default="tfidf")
+    ap.add_argument("--encoder", default="tfidf64",
+                    help="an encoder name, or tfidf64: TfidfEncoder(dim=64, n_features=2**16), "
+                         "the encoder of the exact-mode reference figures")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--write", default=None, help="RESULTS.md to update between the markers")
+    ap.add_argument("--cache", default=None,
+                    help="folder: each seed's (and the exact mode's) results are saved there "
+                         "and reused, so seeds can run as parallel processes")
+    ap.add_argument("--skip-exact", action="store_true", help="only the llmrec-mode seeds")
+    ap.add_argument("--only-exact", action="store_true", help="only the exact mode")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = tuple(int(s) for s in args.sizes.split(","))
     rec = load(args.data, data_dir=args.data_dir)
+    encoder = args.encoder
+    if encoder == "tfidf64":
+        from llmrec.encoders import TfidfEncoder
+        encoder = TfidfEncoder(dim=64, n_features=2 ** 16, random_state=0)
     t0 = time.time()
 
-    # ---- llmrec mode, several seeds
-    tidy, per_prompt = [], {}
-    for s in seeds:
-        res = routereval_protocol(rec, ROUTERS, sizes=sizes, encoder=args.encoder, seed=s,
+    import pickle
+    cache = Path(args.cache) if args.cache else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def cached(key, fn):
+        f = cache / f"{key}_{args.data}_{args.encoder}_{args.sizes.replace(',', '-')}.pkl" \
+            if cache else None
+        if f is not None and f.is_file():
+            with open(f, "rb") as fh:
+                return pickle.load(fh)
+        out = fn()
+        if f is not None:
+            with open(f, "wb") as fh:
+                pickle.dump(out, fh)
+        return out
+
+    def run_seed(s):
+        res = routereval_protocol(rec, ROUTERS, sizes=sizes, encoder=encoder, seed=s,
                                   n_boot=0, mode="llmrec")
-        tidy.append(res.tidy.assign(seed=s))
-        for (label, m, group), v in res.details["per_prompt"].items():
+        return res.tidy, res.details["per_prompt"], time.time() - t0
+
+    def run_exact():
+        res = routereval_protocol(rec, ROUTERS, sizes=sizes, encoder=encoder,
+                                  mode="routereval-exact")
+        return res.tidy, res.details["per_prompt"], time.time() - t0
+
+    if args.only_exact:
+        cached("exact", run_exact)
+        print(f"exact mode done ({time.time() - t0:.0f} s)")
+        return 0
+    # ---- llmrec mode, several seeds
+    tidy, per_prompt, run_secs = [], {}, []
+    for s in seeds:
+        t_s, pp, secs_s = cached(f"llmrec_seed{s}", lambda: run_seed(s))
+        run_secs.append(secs_s)
+        tidy.append(t_s.assign(seed=s))
+        for (label, m, group), v in pp.items():
             per_prompt[(s, label, m, group)] = v
         print(f"llmrec mode seed {s} done ({time.time() - t0:.0f} s)", flush=True)
+    if args.skip_exact:
+        return 0
     tl = pd.concat(tidy, ignore_index=True)
     pools = list(dict.fromkeys(zip(tl["m"], tl["group"])))
     order = [r[0] for r in ROUTERS]
@@ -135,17 +179,16 @@ def main(argv=None) -> int:
     n_eval = tl.groupby(["m", "group"])["n_eval"].agg(["min", "max"])
 
     # ---- exact mode, one split
-    ex = routereval_protocol(rec, ROUTERS, sizes=sizes, encoder=args.encoder,
-                             mode="routereval-exact")
-    te = ex.tidy
+    te, ex_pp, secs_e = cached("exact", run_exact)
+    run_secs.append(secs_e)
     pools_e = list(dict.fromkeys(zip(te["m"], te["group"])))
     mu_e = te.set_index(["router", "m", "group"])["mu"]
     wide_e = pd.DataFrame({f"{m} {g}": [mu_e.get((r, m, g), np.nan) for r in order]
                            for m, g in pools_e}, index=order)
     wide_e.index.name = "router"
-    pe = {(0, k[0], k[1], k[2]): v for k, v in ex.details["per_prompt"].items()}
+    pe = {(0, k[0], k[1], k[2]): v for k, v in ex_pp.items()}
     pairs_e = _pairs_table(pe, pools_e, [0], args.n_boot)
-    secs = time.time() - t0
+    secs = sum(run_secs)
 
     cmd = ("nice -n 10 python benchmarks/routereval_compare.py --seeds " + args.seeds +
            " --sizes " + args.sizes + f" --encoder {args.encoder} --write benchmarks/RESULTS.md")
@@ -155,7 +198,8 @@ def main(argv=None) -> int:
         "## RouterEval: llmrec's routers vs RouterEval's baselines (`routereval_compare.py`)",
         "",
         f"Command: `{cmd}`; {args.data} ({rec.n_prompts} prompts x {rec.n_llms} LLMs); "
-        f"encoder {args.encoder}; pool sizes {args.sizes}; {secs:.0f} s; {when}; machine: "
+        f"encoder {args.encoder}; pool sizes {args.sizes}; {secs:.0f} s of runs (the seeds "
+        f"and the exact mode ran as parallel processes with `--cache`); {when}; machine: "
         "2-core shared box, other jobs running. RouterEval's baselines (`re-*`) are "
         "llmrec's reimplementations of its scripts, checked against figures produced by "
         "its own code (`tests/test_routereval_exact.py`, within 0.002). MLPR (`re-mlp`) is "

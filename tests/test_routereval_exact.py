@@ -21,9 +21,12 @@ from llmrec.evaluation.routereval_exact import (exact_pools, routereval_exact_pr
                                                 routereval_exact_split,
                                                 select_candidates_exact)
 
-REF = json.loads((Path(__file__).parent / "data/routereval_reference/mmlu_pro.json")
-                 .read_text())
-SIZES = tuple(REF["meta"]["sizes"])
+REF_PATH = Path(__file__).parent / "data/routereval_reference/mmlu_pro.json"
+REF = json.loads(REF_PATH.read_text()) if REF_PATH.is_file() else None
+
+
+def _sizes():
+    return tuple(REF["meta"]["sizes"])
 NAMES = {"prknn": "re-prknn", "c-cluster": "re-cluster", "oracle": "oracle",
          "random": "random", "linearr": "re-linear", "mlpr": "re-mlp"}
 TOL = 0.002
@@ -37,13 +40,14 @@ def _encoder():
 
 @pytest.fixture(scope="module")
 def mmlu(shared_data):
+    assert REF is not None, f"{REF_PATH} is missing"
     return load("mmlu-pro", data_dir=shared_data)
 
 
 @pytest.fixture(scope="module")
 def exact(mmlu):
     fast = [NAMES[b] for b in ("prknn", "c-cluster", "oracle", "random", "linearr")]
-    return routereval_exact_protocol(mmlu, fast, sizes=SIZES, encoder=_encoder())
+    return routereval_exact_protocol(mmlu, fast, sizes=_sizes(), encoder=_encoder())
 
 
 def _check(tidy, baseline):
@@ -79,7 +83,7 @@ def test_figures_equal_routerevals(exact, baseline):
 @pytest.mark.skipif(os.environ.get("LLMREC_SLOW_TESTS") != "1",
                     reason="MLPR trains 100 epochs per pool; set LLMREC_SLOW_TESTS=1")
 def test_mlpr_equals_routerevals(mmlu):
-    res = routereval_exact_protocol(mmlu, ["re-mlp"], sizes=SIZES, encoder=_encoder())
+    res = routereval_exact_protocol(mmlu, ["re-mlp"], sizes=_sizes(), encoder=_encoder())
     _check(res.tidy, "mlpr")
 
 
@@ -90,8 +94,12 @@ def test_select_candidates_follows_routerevals_rules():
     # region max(5 // 5, 2) = 2: weak = the two weakest valid, strong = two strongest valid
     assert select_candidates_exact(Y, 2, "all_weak", rng).tolist() == [1, 2]
     assert select_candidates_exact(Y, 2, "all_strong", rng).tolist() == [2, 3]
-    # no window of 4 fits between the bounds: RouterEval returns no pool
-    assert select_candidates_exact(Y, 4, "all_weak", rng) is None
+    # RouterEval's slices bound the weak region only below and the strong one only
+    # above: with m = 4 each region reaches past the other bound
+    assert select_candidates_exact(Y, 4, "all_weak", rng).tolist() == [1, 2, 3, 4]
+    assert select_candidates_exact(Y, 4, "all_strong", rng).tolist() == [0, 1, 2, 3]
+    # a region shorter than m: no window fits and RouterEval returns no pool
+    assert select_candidates_exact(Y, 5, "all_weak", rng) is None
     s2w = select_candidates_exact(Y, 3, "strong_to_weak", rng)
     assert s2w.tolist() == [1, 2, 3]  # one per stratum, weakest stratum first
 
@@ -117,3 +125,13 @@ def test_exact_mode_counts_missing_cells_as_zero():
     assert np.isfinite(res.tidy["mu"]).all()
     per = res.details["per_prompt"][("oracle", 3, "all_strong")]
     assert np.isfinite(per).all() and len(per) == res.details["n_test"]
+
+
+def test_bench_runs_the_exact_mode(tmp_path):
+    from llmrec.evaluation.bench import run_bench
+    res = run_bench(make_synthetic(200, 8, seed=0), ["re-prknn", "oracle"],
+                    protocol="routereval-exact", out_dir=tmp_path, sizes=[3],
+                    show_progress=False, groups=("all_strong",), stratify=None)
+    assert "Protocol mode: routereval-exact" in res["markdown"]
+    assert [r["router"] for r in res["results"]] == ["re-prknn", "oracle"]
+    assert res["details"]["mode"] == "routereval-exact"

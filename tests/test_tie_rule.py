@@ -93,3 +93,16 @@ def test_faiss_and_numpy_paths_break_ties_alike():
 
 def test_tie_ranks_order_by_mean_then_name():
     assert tie_ranks([0.5, np.nan, 0.5, 0.9], ["b", "z", "a", "c"]).tolist() == [2, 3, 1, 0]
+
+
+def test_llmrec_mode_pools_and_figures_do_not_depend_on_column_order():
+    from llmrec.evaluation.protocols import routereval_protocol
+    rec = make_synthetic(300, 8, n_topics=3, seed=2)
+    perm = np.random.default_rng(3).permutation(rec.n_llms)
+    kw = dict(sizes=(3,), n_boot=0, encoder=_enc())
+    a = routereval_protocol(rec, ["knn", "best-single", "oracle"], **kw)
+    b = routereval_protocol(rec.select_llms(perm), ["knn", "best-single", "oracle"], **kw)
+    for g, names in a.details["pools"][3].items():
+        assert sorted(names) == sorted(b.details["pools"][3][g])
+    cols = ["router", "m", "group", "mu", "vb"]
+    assert a.tidy[cols].equals(b.tidy[cols])

@@ -166,9 +166,10 @@ def run_bench(data="synthetic", routers=None, protocol: str = "routereval", enco
     if isinstance(sizes, str):
         sizes = [int(s) for s in sizes.split(",") if s.strip()]
     if protocol == "routereval-exact":
-        res = P.routereval_protocol(records, specs, mode="routereval-exact",
-                                    **({"sizes": sizes} if sizes is not None else {}),
-                                    **common, **protocol_kwargs)
+        from .routereval_exact import routereval_exact_protocol
+        res = routereval_exact_protocol(records, specs,
+                                        **({"sizes": sizes} if sizes is not None else {}),
+                                        **common, **protocol_kwargs)
     elif protocol == "routereval":
         res = P.routereval_protocol(records, specs, n_boot=n_boot,
                                     **({"sizes": sizes} if sizes is not None else {}),
