@@ -243,8 +243,8 @@ def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draw
 
 
 def _progress(total: int, desc: str, show: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    from .._progress import progress
+    return progress(total=total, desc=desc, show=show)
 
 
 def _failed(label: str, e: Exception) -> dict:
@@ -566,7 +566,8 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
                            new_llm_share=float(new_mask[picks].mean()),
                            fit_score_seconds=secs)
                 if adds:
-                    row.update(_new_llm_figures(S, truth, new_mask))
+                    row.update(_new_llm_figures(S, truth, new_mask,
+                                                _tie_rank(r, all_names, S.shape[1])))
                 shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
             except LLMRecError as e:
                 row = _failed(label, e)
@@ -579,7 +580,8 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
         "selection_share": shares, "llms": all_names, "reference": ref})
 
 
-def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray) -> dict:
+def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray,
+                     tie=None) -> dict:
     from sklearn.metrics import roc_auc_score
     aucs = []
     for j in np.flatnonzero(new_mask):
@@ -588,8 +590,8 @@ def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray) -> 
         if ok.sum() and 0 < y.sum() < len(y):
             aucs.append(roc_auc_score(y, S[ok, j]))
     kept = np.where(new_mask[None, :], -np.inf, S)
-    mu_all = M.routereval_metrics(S, truth)["mu"]
-    mu_kept = M.routereval_metrics(kept, truth)["mu"]
+    mu_all = M.routereval_metrics(S, truth, tie_rank=tie)["mu"]
+    mu_kept = M.routereval_metrics(kept, truth, tie_rank=tie)["mu"]
     return {"new_llm_auc": float(np.mean(aucs)) if aucs else float("nan"),
             "mu_kept_only": mu_kept, "mu_gain_new": mu_all - mu_kept}
 
@@ -663,7 +665,7 @@ def scaling_curve(records: PerformanceRecords, routers, sizes: Iterable[int] | N
                     for label, name, params in specs:
                         try:
                             r, S, _ = _fit_score(name, params, seed + rep, tr, va, te, enc)
-                            mm = M.routereval_metrics(S, truth)
+                            mm = M.routereval_metrics(S, truth, tie_rank=r.tie_rank_)
                             rows.append({"router": label, "m": m, "repeat": rep,
                                          "mu": mm["mu"], "vb": mm["vb"]})
                         except LLMRecError as e:
