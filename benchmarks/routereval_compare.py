@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     wide_e.index.name = "router"
     pe = {(0, k[0], k[1], k[2]): v for k, v in ex_pp.items()}
     pairs_e = _pairs_table(pe, pools_e, [0], args.n_boot)
-    secs = sum(run_secs)
+    secs = max(run_secs)  # with --cache the runs may have been parallel processes
 
     cmd = ("nice -n 10 python benchmarks/routereval_compare.py --seeds " + args.seeds +
            " --sizes " + args.sizes + f" --encoder {args.encoder} --write benchmarks/RESULTS.md")
@@ -198,8 +198,10 @@ def main(argv=None) -> int:
         "## RouterEval: llmrec's routers vs RouterEval's baselines (`routereval_compare.py`)",
         "",
         f"Command: `{cmd}`; {args.data} ({rec.n_prompts} prompts x {rec.n_llms} LLMs); "
-        f"encoder {args.encoder}; pool sizes {args.sizes}; {secs:.0f} s of runs (the seeds "
-        f"and the exact mode ran as parallel processes with `--cache`); {when}; machine: "
+        f"encoder {args.encoder} (TF-IDF, 64 dimensions: the encoder of the exact-mode "
+        f"reference figures); pool sizes {args.sizes}; {secs:.0f} s wall (the five seeds and "
+        f"the exact mode ran as six parallel processes with `--cache /tmp/h11_cmp`, then "
+        f"this command assembled them); {when}; machine: "
         "2-core shared box, other jobs running. RouterEval's baselines (`re-*`) are "
         "llmrec's reimplementations of its scripts, checked against figures produced by "
         "its own code (`tests/test_routereval_exact.py`, within 0.002). MLPR (`re-mlp`) is "
@@ -207,7 +209,9 @@ def main(argv=None) -> int:
         "",
         "Pairs were fixed before any run: each RouterEval baseline against llmrec's router "
         "of the same idea. Significance: paired bootstrap over the test prompts of one "
-        f"pool ({args.n_boot} resamples, 95 % interval excluding 0).",
+        f"pool ({args.n_boot} resamples, 95 % interval excluding 0). Where m is every LLM "
+        "(29 on MMLU-Pro) the three groups are one pool, fitted once and counted three "
+        "times in the counts below.",
         "",
         f"### Mode `llmrec` (seeds {args.seeds})",
         "",
