@@ -4,7 +4,9 @@
 that RouterEval's scripts (MilkThink-Lab/RouterEval @ 2edf54d) printed on MMLU-Pro
 with the same TF-IDF embeddings (see the README next to it for exactly how). llmrec's
 exact mode must give the same pools (names and column order), the same split and
-every figure within 0.002. MLPR (100 epochs per pool) runs only with
+every figure within 0.002 (RouterEval's random router r_o(0) is an unseeded
+1,000-draw simulation: its mu within 0.002 of the exact expectation, its Vr / Vb within
+0.002 on the mu scale). MLPR (100 epochs per pool) runs only with
 LLMREC_SLOW_TESTS=1; the other baselines run on every pool.
 """
 
@@ -57,7 +59,14 @@ def _check(tidy, baseline):
     for r in rows:
         got = t.loc[(NAMES[baseline], r["m"], r["group"])]
         for col in ("mu", "vr", "vb", "ep"):
-            assert abs(got[col] - r[col]) <= TOL, (baseline, r["m"], r["group"], col,
+            tol = TOL
+            if baseline == "random" and col in ("vr", "vb"):
+                # RouterEval's r_o(0) averages 1,000 *unseeded* simulated routings: its mu
+                # is within 0.002 of the exact expectation computed here, and Vr / Vb are
+                # mu divided by a constant (down to 0.27 on the weak pools), so they are
+                # held to the same 0.002 on the mu scale
+                tol = TOL * r[col] / r["mu"]
+            assert abs(got[col] - r[col]) <= tol, (baseline, r["m"], r["group"], col,
                                                    got[col], r[col])
 
 
