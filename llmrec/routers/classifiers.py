@@ -302,10 +302,11 @@ class LinearRouter(_TunedRouter):
     Each LLM gets a ridge regression (:class:`sklearn.linear_model.Ridge`) fitted on
     the training prompts where it has a record; LLMs observed on every prompt share
     one multi-output fit (the same solution, faster). Scores are the predictions;
-    an LLM with no training record scores ``-inf``. RouterEval's code for LinearR is
-    not public in the sources we could read; a small ridge penalty replaces plain
-    least squares, which is unstable when features outnumber prompts
-    (``alpha=0`` gives least squares).
+    an LLM with no training record scores ``-inf``. RouterEval's own LinearR (a
+    linear layer trained with BCE, ``router/MLPR_LinearR/train.py``) is the
+    ``re-linear`` router; here a small ridge penalty replaces plain least squares,
+    which is unstable when features outnumber prompts (``alpha=0`` gives least
+    squares).
 
     Parameters
     ----------
