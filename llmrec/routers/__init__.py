@@ -20,3 +20,6 @@ from .routereval_baselines import (REClusterRouter, RELinearRouter, REMLPRouter,
                                    REPrknnRouter)
 
 __all__ += ["REPrknnRouter", "REClusterRouter", "RELinearRouter", "REMLPRouter"]
+from .bayes import BayesLinearRouter  # noqa: E402
+
+__all__ += ["BayesLinearRouter"]
