@@ -136,7 +136,8 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None,
     kk = min(k, len(pool))
     if n == 0:
         return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
-    sub = scores if cand is None else scores[:, pool]
+    # the pool is reordered when a tie rank is given: then index the columns too
+    sub = scores if cand is None and rank is None else scores[:, pool]
     key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
     nan = np.isnan(key)
     if nan.any():
