@@ -875,7 +875,7 @@ def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
     from .evaluation.metrics import hit_at_k, routereval_metrics
     S = r.score(rec, show_progress=_progress())
     truth = rec.dense()
-    rm = routereval_metrics(S, truth)
+    rm = routereval_metrics(S, truth, tie_rank=r.tie_rank_)
     m = {"router": r.name, "n_prompts": rm["n_prompts"], "mu": rm["mu"], "Vb": rm["vb"],
          "hit@3": hit_at_k(S, truth, k=3),
          "n_train_overlap": 0 if exclude_train and n_seen else n_seen}

@@ -215,30 +215,34 @@ def test_picks_errors():
         M.picked_scores([0, 1], np.zeros((1, 2)))
 
 
-def test_routing_is_among_observed_llms_only():
-    """A pick of an unobserved cell is neither dropped nor a failure: routers choose
-    among the LLMs whose outcome on the prompt is known."""
+def test_routing_never_reads_the_truth():
+    """No test-time masking: a router is charged for its choice wherever the truth is
+    missing; RouterEval figures use the prompts where every LLM is observed, the same
+    prompts for every router, and ranking figures count an unobserved cell as no
+    success."""
     import numpy as np
-    from llmrec.evaluation.metrics import hit_at_k, routereval_metrics
-    truth = np.array([[np.nan, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    pred = np.array([[9.0, 0.2, 0.5], [0.1, 0.3, 0.2]])
+    from llmrec.evaluation.metrics import hit_at_k, route_picks, routereval_metrics
+    truth = np.array([[np.nan, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    pred = np.array([[9.0, 0.2, 0.5], [0.1, 0.3, 0.2], [0.0, 1.0, 0.0]])
+    # prompt 0 goes to LLM 0 although its outcome is unknown (no peeking)
+    assert route_picks(pred, truth).tolist() == [0, 1, 1]
     m = routereval_metrics(pred, truth)
-    # prompt 0: LLM 0 unobserved, so the pick is LLM 2 (0.5 > 0.2) -> 0.0; prompt 1 -> LLM 1 -> 0.0
-    assert m["mu"] == 0.0
-    assert m["n_prompts"] == 2
-    # top-2 among observed: prompt 0 -> {2, 1} holds a success, prompt 1 -> {1, 2} does not
-    assert hit_at_k(pred, truth, k=2) == 0.5
-    # a prompt with no observed LLM is left out rather than breaking Ep
-    m2 = routereval_metrics(np.vstack([pred, [1.0, 2.0, 3.0]]),
-                            np.vstack([truth, [np.nan] * 3]))
-    assert m2["mu"] == 0.0 and np.isfinite(m2["ep"])
+    # prompt 0 has an unobserved cell: left out for every router; 1 -> 0.0, 2 -> 1.0
+    assert m["mu"] == 0.5 and m["n_prompts"] == 2 and m["n_excluded"] == 1
+    oracle = routereval_metrics(np.nan_to_num(truth, nan=-1.0), truth)
+    assert oracle["n_prompts"] == 2 and oracle["mu"] == 1.0
+    # top-1 of prompt 0 is LLM 0 (unobserved: no success), of prompt 1 LLM 1 (fails)
+    assert hit_at_k(pred, truth, k=1) == 1 / 3
+    with pytest.raises(DataFormatError):
+        routereval_metrics(pred[:1], truth[:1])  # no complete prompt left
 
 
-def test_route_picks_and_bootstrap_use_the_same_rule_as_mu():
+def test_route_picks_follow_the_tie_rank():
     import numpy as np
-    from llmrec.evaluation.metrics import picked_scores, route_picks, routereval_metrics
-    truth = np.array([[np.nan, 1.0, 0.0], [1.0, 0.0, np.nan]])
-    pred = np.array([[9.0, 0.2, 0.5], [0.1, 0.3, 0.9]])
-    picks = route_picks(pred, truth)
-    assert picks.tolist() == [2, 1]
-    assert np.nanmean(picked_scores(picks, truth)) == routereval_metrics(pred, truth)["mu"]
+    from llmrec.evaluation.metrics import route_picks, routereval_metrics
+    truth = np.array([[0.0, 1.0, 1.0]])
+    pred = np.array([[0.5, 0.5, 0.5]])
+    assert route_picks(pred, truth).tolist() == [0]
+    assert route_picks(pred, truth, tie_rank=[2, 0, 1]).tolist() == [1]
+    assert routereval_metrics(pred, truth, tie_rank=[2, 0, 1])["mu"] == 1.0
+    assert routereval_metrics(pred, truth)["mu"] == 0.0

@@ -2,14 +2,17 @@
 
 RouterEval (MilkThink-Lab/RouterEval, arXiv 2503.10657) evaluates routers on pools of
 ``m`` candidates (easy: 3, 5; hard: 10, 100, 1000) in three groups, chosen by
-``select_candidates`` in its ``get_router_dataset.py``. That file was not available to
-us; this module follows the published description, and every choice the description
-leaves open is a parameter with the default we assumed (listed in
-``docs/splits_and_pools.md``):
+``select_candidates`` in its ``get_router_dataset.py``. This module is the rule of
+llmrec's own protocol mode: RouterEval's idea, chosen on the records you pass (the
+training prompts), with the choices below; ``docs/splits_and_pools.md`` lists how it
+differs from RouterEval's code, which
+:mod:`llmrec.evaluation.routereval_exact` reproduces exactly
+(``mode="routereval-exact"``):
 
 * Every LLM's mean score is taken over its observed prompts. *Valid* LLMs have a mean
   in ``[low, high]`` (default [0.1, 0.9]); the others are never candidates. Valid LLMs
-  are sorted by mean, ascending (ties: column order).
+  are sorted by mean, ascending (ties: column order for an array; for records the
+  columns are first put in name order, so the pool never depends on column order).
 * ``all_weak`` / ``all_strong``: the region is the lowest / highest
   ``max(m, ceil(region * n_valid))`` valid LLMs (so when 20 % of the valid LLMs is
   fewer than ``m``, the region widens to ``m``). Every window of ``m`` consecutive
@@ -155,6 +158,10 @@ def select_candidates(scores, m: int, group: str, seed: int = 0, *, region: floa
     if n_draws < 1:
         raise ConfigError(f"n_draws must be >= 1, got {n_draws}")
     x, names = _matrix(scores)
+    canon = None
+    if names is not None:  # work in name order: the pool never depends on column order
+        canon = np.argsort(np.asarray(names, dtype=object), kind="stable")
+        x = x[:, canon]
     order = valid_llms(x, low, high)
     n_valid = len(order)
     if m > n_valid:
@@ -167,6 +174,8 @@ def select_candidates(scores, m: int, group: str, seed: int = 0, *, region: floa
         k = min(n_valid, max(m, math.ceil(region * n_valid)))
         reg = order[:k] if group == "all_weak" else order[n_valid - k:]
         chosen = reg[_best_window(x, reg, m)]
+    if canon is not None:
+        chosen = canon[chosen]
     chosen = np.sort(chosen)
     if names is not None:
         return [names[j] for j in chosen]

@@ -3,8 +3,8 @@
 * :func:`cold_prompt_split`: train / val / test by prompt, stratified by benchmark or
   category, seeded. No prompt is in two parts, so every validation and test prompt is
   a cold-start user, as at serving time.
-* :func:`routereval_split`: RouterEval's 80/10/10 split by prompt (a seeded, plain
-  permutation; see ``docs/splits_and_pools.md`` for what was assumed), and
+* :func:`routereval_split`: an 80/10/10 split by prompt (a seeded, plain
+  permutation; llmrec's protocol mode, see ``docs/splits_and_pools.md``), and
   :func:`split_from_indices` to rebuild a split whose indices are given (e.g. the
   ``split_index`` of a RouterEval pickle).
 * :func:`cold_llm_split`: hold out some LLMs (new items); the training part never
@@ -245,9 +245,10 @@ def routereval_split(records: PerformanceRecords, seed: int = 42) -> Split:
 
     The permutation is ``numpy.random.RandomState(seed).permutation(n)``; its first
     ``int(0.8 n)`` positions are train, the next ``int(0.9 n) - int(0.8 n)`` val, the
-    rest test (not stratified). RouterEval's own ``get_router_dataset.py`` was not
-    available to check; prefer :func:`split_from_indices` with the ``split_index`` of a
-    RouterEval pickle when you have one.
+    rest test (not stratified). This is llmrec's split; RouterEval's own (a legacy
+    ``np.random.seed(42)`` shuffle per sub-scenario, in its ``get_router_dataset.py``)
+    is :func:`llmrec.evaluation.routereval_exact.routereval_exact_split`, and a
+    RouterEval pickle's ``split_index`` goes through :func:`split_from_indices`.
 
     Examples
     --------

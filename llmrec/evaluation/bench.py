@@ -20,7 +20,9 @@ from . import protocols as P
 
 __all__ = ["run_bench", "BenchResults", "DEFAULT_ROUTERS", "PROTOCOLS"]
 
-PROTOCOLS = ("routereval", "cold-prompt", "cold-llm", "scaling")
+#: protocol names; "routereval-exact" is RouterEval's protocol as its own code runs it
+#: (:mod:`llmrec.evaluation.routereval_exact`), "routereval" llmrec's mode of it
+PROTOCOLS = ("routereval", "routereval-exact", "cold-prompt", "cold-llm", "scaling")
 DEFAULT_ROUTERS = ("best-single", "knn", "linear", "als", "oracle", "random")
 
 
@@ -120,7 +122,9 @@ def run_bench(data="synthetic", routers=None, protocol: str = "routereval", enco
     routers : list or comma-separated str
         Router names, ``(name, params)`` or ``(label, name, params)``; default
         :data:`DEFAULT_ROUTERS`.
-    protocol : {"routereval", "cold-prompt", "cold-llm", "scaling"}
+    protocol : {"routereval", "routereval-exact", "cold-prompt", "cold-llm", "scaling"}
+        ``routereval`` is llmrec's mode of RouterEval's protocol, ``routereval-exact``
+        RouterEval's own (see ``docs/splits_and_pools.md``).
     encoder : str or Encoder
         ``"tfidf"``, ``"minilm"``, a sentence-transformers path, or an Encoder.
     out_dir : path
@@ -164,7 +168,12 @@ def run_bench(data="synthetic", routers=None, protocol: str = "routereval", enco
     common = dict(encoder=encoder, seed=seed, show_progress=show_progress)
     if isinstance(sizes, str):
         sizes = [int(s) for s in sizes.split(",") if s.strip()]
-    if protocol == "routereval":
+    if protocol == "routereval-exact":
+        from .routereval_exact import routereval_exact_protocol
+        res = routereval_exact_protocol(records, specs,
+                                        **({"sizes": sizes} if sizes is not None else {}),
+                                        **common, **protocol_kwargs)
+    elif protocol == "routereval":
         res = P.routereval_protocol(records, specs, n_boot=n_boot,
                                     **({"sizes": sizes} if sizes is not None else {}),
                                     **common, **protocol_kwargs)
@@ -245,8 +254,10 @@ def _markdown(protocol, records, specs, tidy, table, seed, enc_name) -> str:
             f"Data: {records.name or 'records'} ({records.n_prompts} prompts x "
             f"{records.n_llms} LLMs, {records.density:.1%} observed); encoder {enc_name}; "
             f"seed {seed}; llmrec {__version__}.", ""]
-    if protocol == "routereval":
-        head += ["## RouterEval table (mean over candidate groups)", "",
+    if protocol in ("routereval", "routereval-exact"):
+        mode = "routereval-exact" if protocol == "routereval-exact" else "llmrec"
+        head += [f"Protocol mode: {mode}.", "",
+                 "## RouterEval table (mean over candidate groups)", "",
                  markdown_table(table), "", "## Every pool", "",
                  markdown_table(tidy, index=False)]
     elif protocol == "scaling":

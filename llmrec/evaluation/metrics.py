@@ -3,11 +3,18 @@
 Conventions used by every function here:
 
 * ``truth`` is a dense ``(n_prompts, n_llms)`` float array with NaN where a cell
-  was not observed (``PerformanceRecords.dense()``). A NaN is never read as 0:
-  a pick that lands on an unobserved cell is left out of the means.
+  was not observed (``PerformanceRecords.dense()``). A NaN is never read as 0.
 * ``pred_scores`` is a ``(n_prompts, n_llms)`` array of a router's predicted
-  scores (higher is better; NaN or -inf ranks last). Rankings break ties by LLM
-  position, ascending, as :func:`llmrec.retrieval.topk_scores` does.
+  scores (higher is better; NaN or -inf ranks last).
+* Routing never reads the truth: a prompt goes to the argmax of its scores over
+  *every* LLM, ties to the lowest ``tie_rank`` (a router's
+  :attr:`~llmrec.routers.Router.tie_rank_`: higher training mean, then name) or,
+  without one, to the lowest position.
+* Unobserved cells (the stated rule): RouterEval's figures (mu, Vr, Vb, Ep) are
+  computed on the prompts where *every* LLM is observed, the same prompts for every
+  router (``n_prompts`` says how many, ``n_excluded`` how many were left out);
+  ranking figures (Hit@k, Recall, NDCG, MRR, cascade) count an unobserved cell as
+  no success. A router is never spared a choice because its outcome is missing.
 * ``picks`` are integer LLM positions, one per prompt.
 
 Nothing here imports a router: protocols call routers, then these functions.
@@ -34,9 +41,11 @@ REFERENCE_SCORES: dict[str, float] = {
 
 __all__ = [
     "REFERENCE_SCORES", "picked_scores", "softmax_entropy_bits", "entropy_bits",
+    "route_picks", "complete_prompts",
     "routereval_metrics", "oracle_mix_metrics", "selection_entropy_bits",
     "success_matrix", "hits_per_prompt", "hit_at_k", "recall_at_k", "ndcg_at_k", "mrr", "selection_share",
     "cascade_metrics", "quality_cost_curve", "aiq", "apgr", "bootstrap_ci", "paired_test",
+    "paired_bootstrap_diff",
 ]
 
 
@@ -54,19 +63,30 @@ def _truth(truth, what: str = "truth") -> np.ndarray:
 
 
 def _scores(pred_scores, truth: np.ndarray, what: str = "pred_scores") -> np.ndarray:
-    """Predicted scores, with NaN and every cell whose truth is unobserved set to -inf.
+    """Predicted scores with NaN set to -inf; checked against the truth's shape.
 
-    A router is evaluated only on choices whose outcome is known: on each prompt it
-    routes among the LLMs observed there. Counting a pick of an unobserved cell as
-    missing (dropping the prompt) would reward routers that pick LLMs with gaps, and
-    counting it as a failure would punish them for data nobody collected. On fully
-    observed pools (RouterEval's) this changes nothing.
+    The truth is *not* read: masking unobserved cells before the argmax would let a
+    router avoid exactly the prompts whose outcome is missing (on MMLU-Pro those are
+    hard prompts), which flatters every router on pools with gaps.
     """
     s = np.asarray(pred_scores, dtype=np.float64)
     if s.shape != truth.shape:
         raise DataFormatError(f"{what} has shape {s.shape} but truth has shape "
                               f"{truth.shape}; score the same prompts and LLMs, in order")
-    return np.where(np.isnan(s) | np.isnan(truth), -np.inf, s)
+    return np.where(np.isnan(s), -np.inf, s)
+
+
+def complete_prompts(truth) -> np.ndarray:
+    """Boolean mask of the prompts where every LLM is observed (evaluated by mu etc.).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> complete_prompts(np.array([[1.0, 0.0], [np.nan, 1.0]])).tolist()
+    [True, False]
+    """
+    t = _truth(truth)
+    return ~np.isnan(t).any(axis=1) if t.shape[1] else np.zeros(t.shape[0], bool)
 
 
 def _picks(picks, truth: np.ndarray) -> np.ndarray:
@@ -82,9 +102,10 @@ def _picks(picks, truth: np.ndarray) -> np.ndarray:
     return p
 
 
-def _argmax(scores: np.ndarray) -> np.ndarray:
-    # first maximiser = ties by LLM position, as topk_scores
-    return np.argmax(scores, axis=1) if scores.shape[1] else np.zeros(0, np.int64)
+def _argmax(scores: np.ndarray, tie_rank=None) -> np.ndarray:
+    # ties by tie_rank (or LLM position), as topk_scores
+    from ..retrieval import tie_break_argmax
+    return tie_break_argmax(scores, tie_rank)
 
 
 def _nonempty(n: int, what: str):
@@ -92,19 +113,27 @@ def _nonempty(n: int, what: str):
         raise DataFormatError(f"{what}: no prompts to evaluate")
 
 
-def route_picks(pred_scores, truth) -> np.ndarray:
-    """Each prompt's routed LLM: the argmax of its scores among the LLMs observed on it.
+def route_picks(pred_scores, truth=None, tie_rank=None) -> np.ndarray:
+    """Each prompt's routed LLM: the argmax of its scores over every LLM.
 
-    The routing rule every metric here uses (ties: lowest position).
+    The routing rule every metric here uses. ``truth`` (optional) is only checked
+    for shape, never read; ties go to the lowest ``tie_rank`` (see
+    :func:`llmrec.retrieval.tie_ranks`), or to the lowest position without one.
 
     Examples
     --------
     >>> import numpy as np
-    >>> route_picks(np.array([[3.0, 1.0, 2.0]]), np.array([[np.nan, 0.0, 1.0]]))
+    >>> route_picks(np.array([[3.0, 1.0, 3.0]]), np.array([[np.nan, 0.0, 1.0]]))
+    array([0])
+    >>> route_picks(np.array([[3.0, 1.0, 3.0]]), tie_rank=[1, 2, 0])
     array([2])
     """
-    t = _truth(truth)
-    return _argmax(_scores(pred_scores, t))
+    if truth is None:
+        s = np.asarray(pred_scores, dtype=np.float64)
+        if s.ndim != 2:
+            raise DataFormatError(f"pred_scores must be 2-D, got shape {s.shape}")
+        return _argmax(np.where(np.isnan(s), -np.inf, s), tie_rank)
+    return _argmax(_scores(pred_scores, _truth(truth)), tie_rank)
 
 
 def picked_scores(picks, truth) -> np.ndarray:
@@ -190,13 +219,19 @@ def _reference_value(reference, dataset) -> float | None:
     return ref
 
 
-def routereval_metrics(pred_scores, truth, reference=None, probs=None) -> dict[str, float]:
+def routereval_metrics(pred_scores, truth, reference=None, probs=None,
+                       tie_rank=None) -> dict[str, float]:
     """RouterEval's mu, Vr, Vb and Ep on one candidate pool's test prompts.
+
+    Evaluated on the prompts where every LLM is observed (the same prompts for every
+    router; ``n_excluded`` counts the others). For RouterEval's exact figures (its
+    missing-cell, tie and Ep rules) use the ``routereval-exact`` protocol mode.
 
     Parameters
     ----------
     pred_scores : array (n_prompts, n_llms)
-        Predicted scores; each prompt is routed to its argmax (ties: lowest position).
+        Predicted scores; each prompt is routed to its argmax over every LLM (ties:
+        lowest ``tie_rank``, else lowest position).
     truth : array (n_prompts, n_llms)
         True scores, NaN where unobserved.
     reference : float or str, optional
@@ -206,11 +241,14 @@ def routereval_metrics(pred_scores, truth, reference=None, probs=None) -> dict[s
         The router's own selection distribution (e.g. the oracle's one-hot or
         r_o(p)'s mixture); Ep is its entropy instead of the softmax of ``pred_scores``.
 
+    tie_rank : array (n_llms,), optional
+        The router's tie rank (:attr:`~llmrec.routers.Router.tie_rank_`).
+
     Returns
     -------
     dict with ``mu`` (mean true score of the routed LLM), ``vr`` (mu / reference),
     ``vb`` (mu / best candidate's mean test score), ``ep`` (mean entropy in bits),
-    ``n_prompts``.
+    ``n_prompts`` (evaluated), ``n_excluded`` (prompts with an unobserved LLM).
 
     Examples
     --------
@@ -223,13 +261,14 @@ def routereval_metrics(pred_scores, truth, reference=None, probs=None) -> dict[s
     t = _truth(truth)
     _nonempty(t.shape[0], "routereval_metrics")
     s = _scores(pred_scores, t)
-    seen = ~np.isnan(t).all(axis=1) if t.shape[1] else np.zeros(t.shape[0], bool)
-    if not seen.all():  # a prompt with no observed LLM cannot be routed or scored
+    full = complete_prompts(t)
+    n_excl = int((~full).sum())
+    if n_excl:  # the same prompts for every router: those with every LLM observed
         if probs is not None:
-            probs = np.asarray(probs, dtype=np.float64)[seen]
-        t, s = t[seen], s[seen]
-        _nonempty(t.shape[0], "routereval_metrics (prompts with an observed LLM)")
-    picks = _argmax(s)
+            probs = np.asarray(probs, dtype=np.float64)[full]
+        t, s = t[full], s[full]
+        _nonempty(t.shape[0], "routereval_metrics (prompts with every LLM observed)")
+    picks = _argmax(s, tie_rank)
     mu = float(np.nanmean(picked_scores(picks, t)))
     ref = _reference_value(reference, None)
     col_means = np.nanmean(t, axis=0)
@@ -243,7 +282,7 @@ def routereval_metrics(pred_scores, truth, reference=None, probs=None) -> dict[s
         ep = float(softmax_entropy_bits(s).mean())
     return {"mu": mu, "vr": mu / ref if ref else float("nan"),
             "vb": mu / best if best > 0 else float("nan"), "ep": ep,
-            "n_prompts": int(t.shape[0])}
+            "n_prompts": int(t.shape[0]), "n_excluded": n_excl}
 
 
 def oracle_mix_metrics(truth, p: float, n_draws: int = 1000, seed: int = 0,
@@ -702,3 +741,40 @@ def paired_test(a_per_prompt, b_per_prompt, n_resamples: int = 10000, seed: int 
                                  n_resamples=n_resamples, vectorized=True,
                                  rng=np.random.default_rng(seed))
     return {"mean_diff": d, "p_value": float(res.pvalue), "n": int(a.size)}
+
+
+def paired_bootstrap_diff(a_per_prompt, b_per_prompt, n_boot: int = 2000, alpha: float = 0.05,
+                          seed: int = 0) -> dict[str, float]:
+    """Paired percentile bootstrap of mean(A) - mean(B) over the same prompts.
+
+    Prompts are resampled with replacement (the same resample for A and B). The
+    difference is *significant* when the ``1 - alpha`` interval excludes 0.
+
+    Returns ``{"diff", "low", "high", "significant", "n"}``.
+
+    Examples
+    --------
+    >>> r = paired_bootstrap_diff([1.0] * 50, [0.0] * 50, n_boot=200)
+    >>> r["diff"], r["significant"]
+    (1.0, True)
+    """
+    a = np.asarray(a_per_prompt, dtype=np.float64).ravel()
+    b = np.asarray(b_per_prompt, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise DataFormatError(f"paired_bootstrap_diff needs one value per prompt for both: "
+                              f"{a.size} vs {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    d = (a - b)[keep]
+    _nonempty(d.size, "paired_bootstrap_diff")
+    if n_boot < 2:
+        raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for s in range(0, n_boot, 256):  # bounded memory
+        idx = rng.integers(0, d.size, size=(min(256, n_boot - s), d.size))
+        means[s:s + len(idx)] = d[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return {"diff": float(d.mean()), "low": float(lo), "high": float(hi),
+            "significant": bool(lo > 0 or hi < 0), "n": int(d.size)}

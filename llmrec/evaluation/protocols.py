@@ -179,9 +179,31 @@ def _quiet():
     return w
 
 
+def _tie_rank(router, llm_names, n_cols: int):
+    """The router's tie rank over the columns of its score matrix (``llm_names``
+    when the columns are not the router's own LLMs, e.g. cold-LLM test columns)."""
+    if llm_names is None:
+        return getattr(router, "tie_rank_", None)
+    from ..retrieval import tie_ranks
+    own = dict(zip(router.llm_names_, getattr(router, "llm_train_mean_", None)
+                   if getattr(router, "llm_train_mean_", None) is not None
+                   else [np.nan] * router.n_llms_))
+    return tie_ranks([own.get(n, np.nan) for n in llm_names], llm_names)
+
+
 def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draws=1000,
-                  k: int = 3, threshold: float = 0.5, relative=None) -> dict:
-    """RouterEval metrics (+ CIs, Hit@1/k) of one router on one set of test prompts."""
+                  k: int = 3, threshold: float = 0.5, relative=None, llm_names=None) -> dict:
+    """RouterEval metrics (+ CIs, Hit@1/k) of one router on one set of test prompts.
+
+    Evaluated on the prompts where every LLM is observed (the same prompts for every
+    router, see :func:`llmrec.evaluation.metrics.complete_prompts`); picks follow the
+    router's tie rule (``tie_rank_``), never the column order or the truth.
+    """
+    full = M.complete_prompts(truth)
+    n_excl = int((~full).sum())
+    if n_excl:
+        S, truth = np.asarray(S)[full], truth[full]
+    tie = _tie_rank(router, llm_names, S.shape[1])
     w = _quiet()
     try:
         if name == "oracle-mix":
@@ -189,9 +211,11 @@ def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draw
                                      reference=reference)
         else:
             m = M.routereval_metrics(S, truth, reference=reference,
-                                     probs=_selection_probs(name, router, S, truth))
-        picks = M.route_picks(S, truth)  # the same rule as mu: among observed LLMs
-        row = {"router": label, **{c: m[c] for c in METRIC_COLUMNS}}
+                                     probs=_selection_probs(name, router, S, truth),
+                                     tie_rank=tie)
+        picks = M.route_picks(S, truth, tie_rank=tie)  # the same rule as mu
+        row = {"router": label, **{c: m[c] for c in METRIC_COLUMNS},
+               "n_eval": int(truth.shape[0]), "n_excluded": n_excl}
         stochastic = name == "oracle-mix"
         if stochastic:  # expected score per prompt: p * oracle + (1 - p) * mean of the row
             best = np.nanmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
@@ -233,8 +257,21 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                         groups=("all_strong", "all_weak", "strong_to_weak"), encoder="tfidf",
                         seed: int = 42, split=None, reference=None, n_boot: int = 200,
                         n_draws: int = 1000, show_progress: bool = False,
-                        pool_kwargs: dict | None = None) -> ProtocolResult:
+                        pool_kwargs: dict | None = None, mode: str = "llmrec"
+                        ) -> ProtocolResult:
     """RouterEval's protocol on candidate pools of ``sizes`` x ``groups``.
+
+    Two modes (``docs/splits_and_pools.md`` lists every difference):
+
+    * ``"llmrec"`` (default, different from RouterEval on purpose): pools chosen on
+      the training prompts only; no test-time masking (a router routes among every
+      LLM of the pool; prompts with an unobserved cell in the pool are left out of
+      the evaluation for every router alike); ties go to the LLM with the higher
+      training mean, never to a column.
+    * ``"routereval-exact"``: RouterEval's own split, pools, missing cells (0), tie
+      rule (first column, weakest first) and metrics; see
+      :func:`llmrec.evaluation.routereval_exact.routereval_exact_protocol` (``split``,
+      ``n_boot``, ``n_draws`` and ``pool_kwargs`` do not apply there).
 
     Parameters
     ----------
@@ -271,6 +308,13 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
     >>> res.tidy[["router", "m", "group"]].values.tolist()
     [['best-single', 3, 'all_strong'], ['oracle', 3, 'all_strong']]
     """
+    if mode == "routereval-exact":
+        from .routereval_exact import routereval_exact_protocol
+        return routereval_exact_protocol(records, routers, sizes=sizes, groups=groups,
+                                         encoder=encoder, seed=seed, reference=reference,
+                                         show_progress=show_progress)
+    if mode != "llmrec":
+        raise ConfigError(f"mode must be 'llmrec' or 'routereval-exact', got {mode!r}")
     from ..data.pools import candidate_pools
     from ..data.splits import routereval_split
     specs = router_specs(routers)
@@ -280,7 +324,7 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                             **(pool_kwargs or {}))
     enc = shared_encoder(records, split.train, encoder, show_progress) \
         if _any_needs_text(specs) else None
-    rows, done = [], {}
+    rows, done, per_prompt = [], {}, {}
     n_jobs = sum(len(g) for g in pools.values()) * len(specs)
     with _progress(n_jobs, "routereval", show_progress) as bar:
         for m, by_group in pools.items():
@@ -294,13 +338,17 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                     key = (label, tuple(sorted(names)))
                     if key in done:  # e.g. every group is "all LLMs" once m caps
                         rows.append({**done[key], "group": group})
+                        if (label, int(m), done[key]["group"]) in per_prompt:
+                            per_prompt[(label, int(m), group)] = \
+                                per_prompt[(label, int(m), done[key]["group"])]
                         bar.update(1)
                         continue
                     try:
                         r, S, secs = _fit_score(name, params, seed, tr, va, te, enc)
-                        row, _, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
-                                                  n_draws)
+                        row, _, per = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
+                                                    n_draws)
                         row["fit_score_seconds"] = secs
+                        per_prompt[(label, int(m), group)] = per
                     except LLMRecError as e:
                         row = _failed(label, e)
                     row.update(m=int(m), group=group, n_test=te.n_prompts)
@@ -309,10 +357,12 @@ def routereval_protocol(records: PerformanceRecords, routers, sizes=(3, 5, 10, 1
                     bar.update(1)
     tidy = _order(pd.DataFrame(rows), ["router", "m", "group"])
     table = routereval_table(tidy)
-    return ProtocolResult(tidy, table, {"pools": {int(m): g for m, g in pools.items()},
+    return ProtocolResult(tidy, table, {"mode": "llmrec",
+                                        "pools": {int(m): g for m, g in pools.items()},
                                         "reference": ref, "n_train": split.train.n_prompts,
                                         "n_val": split.val.n_prompts,
-                                        "n_test": split.test.n_prompts})
+                                        "n_test": split.test.n_prompts,
+                                        "per_prompt": per_prompt})
 
 
 def routereval_table(tidy: pd.DataFrame) -> pd.DataFrame:
@@ -489,7 +539,14 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
     all_names = s.test.llm_names
     truth = s.test.dense().astype(np.float64)
     new_mask = np.isin(np.asarray(all_names, dtype=object), s.held_out)
-    oracle_picks = np.argmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
+    # the oracle's picks under the tie rule (training means of every LLM, then name)
+    from ..retrieval import tie_break_argmax, tie_ranks
+    tr_all = records.select_prompts(s.train_idx)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means_all = np.nanmean(tr_all.select_llms(all_names).dense(), axis=0)
+    oracle_picks = tie_break_argmax(np.where(np.isnan(truth), -np.inf, truth),
+                                    tie_ranks(means_all, all_names))
     rows, shares = [], {}
     with _progress(len(specs), "cold-llm", show_progress) as bar:
         for label, name, params in specs:
@@ -503,12 +560,14 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
                                           add=(s.probe, s.held_out) if adds else None)
                 S = np.full(truth.shape, -np.inf)
                 S[:, s.test.llm_index(r.llm_names_)] = S_r
-                row, picks, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot)
+                row, picks, _ = _pool_metrics(label, name, r, S, truth, ref, seed, n_boot,
+                                              llm_names=all_names)
                 row.update(adds_llms=adds or probe_r.needs_truth,
                            new_llm_share=float(new_mask[picks].mean()),
                            fit_score_seconds=secs)
                 if adds:
-                    row.update(_new_llm_figures(S, truth, new_mask))
+                    row.update(_new_llm_figures(S, truth, new_mask,
+                                                _tie_rank(r, all_names, S.shape[1])))
                 shares[label] = M.selection_share(picks, truth.shape[1]).tolist()
             except LLMRecError as e:
                 row = _failed(label, e)
@@ -521,7 +580,8 @@ def cold_llm_protocol(records: PerformanceRecords, routers, held_out=0.2, n_prob
         "selection_share": shares, "llms": all_names, "reference": ref})
 
 
-def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray) -> dict:
+def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray,
+                     tie=None) -> dict:
     from sklearn.metrics import roc_auc_score
     aucs = []
     for j in np.flatnonzero(new_mask):
@@ -530,8 +590,8 @@ def _new_llm_figures(S: np.ndarray, truth: np.ndarray, new_mask: np.ndarray) -> 
         if ok.sum() and 0 < y.sum() < len(y):
             aucs.append(roc_auc_score(y, S[ok, j]))
     kept = np.where(new_mask[None, :], -np.inf, S)
-    mu_all = M.routereval_metrics(S, truth)["mu"]
-    mu_kept = M.routereval_metrics(kept, truth)["mu"]
+    mu_all = M.routereval_metrics(S, truth, tie_rank=tie)["mu"]
+    mu_kept = M.routereval_metrics(kept, truth, tie_rank=tie)["mu"]
     return {"new_llm_auc": float(np.mean(aucs)) if aucs else float("nan"),
             "mu_kept_only": mu_kept, "mu_gain_new": mu_all - mu_kept}
 
@@ -605,7 +665,7 @@ def scaling_curve(records: PerformanceRecords, routers, sizes: Iterable[int] | N
                     for label, name, params in specs:
                         try:
                             r, S, _ = _fit_score(name, params, seed + rep, tr, va, te, enc)
-                            mm = M.routereval_metrics(S, truth)
+                            mm = M.routereval_metrics(S, truth, tie_rank=r.tie_rank_)
                             rows.append({"router": label, "m": m, "repeat": rep,
                                          "mu": mm["mu"], "vb": mm["vb"]})
                         except LLMRecError as e:

@@ -3,8 +3,10 @@
 Every router's ``recommend`` goes through this module. Factorised routers (ALS,
 LightFM, text-MF, two-tower) put their LLM vectors in an :class:`LLMIndex` and
 search it with prompt vectors; other routers rank their score matrix with
-:func:`topk_scores`. Both paths rank by score, descending, and break ties by LLM
-index, ascending, so that FAISS and numpy give the same answer.
+:func:`topk_scores`. Both paths rank by score, descending, and break ties by a
+*tie rank* (lower wins; routers pass :func:`tie_ranks` of their LLMs' training
+means, so a choice never depends on the LLMs' column order), or by LLM index,
+ascending, when no tie rank is given, so that FAISS and numpy give the same answer.
 
 An additive item bias ``b_j`` (score = q . v_j + b_j) is folded into the index by
 appending ``b_j`` as an extra dimension of the LLM vectors and a constant 1 to the
@@ -50,17 +52,76 @@ def _candidate_positions(candidates, n_items: int) -> np.ndarray | None:
     return cand
 
 
-def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray, np.ndarray]:
+def tie_ranks(means, names) -> np.ndarray:
+    """The tie rule of every router: rank of each LLM, 0 = wins a tie.
+
+    LLMs are ordered by training mean score, descending (NaN last), then by name;
+    a tie between equal scores goes to the LLM with the lower rank. The rank depends
+    on the LLMs, not on their column order.
+
+    Examples
+    --------
+    >>> tie_ranks([0.2, 0.5, 0.5], ["c", "b", "a"]).tolist()
+    [2, 1, 0]
+    """
+    mu = np.asarray(means, dtype=np.float64).reshape(-1)
+    nm = np.asarray([str(n) for n in names], dtype=object)
+    if mu.shape[0] != nm.shape[0]:
+        raise ConfigError(f"{mu.shape[0]} means for {nm.shape[0]} LLM names")
+    key = np.where(np.isnan(mu), np.inf, -mu)
+    order = np.lexsort((nm, key)) if len(nm) else np.zeros(0, np.int64)
+    rank = np.empty(len(nm), dtype=np.int64)
+    rank[order] = np.arange(len(nm))
+    return rank
+
+
+def _check_tie_rank(tie_rank, m: int) -> np.ndarray | None:
+    if tie_rank is None:
+        return None
+    r = np.asarray(tie_rank, dtype=np.int64).reshape(-1)
+    if r.shape[0] != m:
+        raise ConfigError(f"tie_rank has {r.shape[0]} entries for {m} LLMs")
+    return r
+
+
+def tie_break_argmax(scores: np.ndarray, tie_rank=None) -> np.ndarray:
+    """Column of the best score of each row; ties to the lowest ``tie_rank``
+    (lowest column without one). NaN ranks last.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tie_break_argmax(np.array([[1.0, 2.0, 2.0]]), tie_rank=[0, 2, 1]).tolist()
+    [2]
+    """
+    S = np.asarray(scores, dtype=np.float64)
+    if S.ndim != 2:
+        raise ConfigError(f"scores must be 2-D (prompts x LLMs), got shape {S.shape}")
+    if S.shape[1] == 0:
+        return np.zeros(S.shape[0], np.int64)
+    S = np.where(np.isnan(S), -np.inf, S)
+    r = _check_tie_rank(tie_rank, S.shape[1])
+    if r is None:
+        return np.argmax(S, axis=1).astype(np.int64)
+    perm = np.argsort(r, kind="stable")
+    return perm[np.argmax(S[:, perm], axis=1)].astype(np.int64)
+
+
+def topk_scores(scores: np.ndarray, k: int, candidates=None,
+                tie_rank=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k columns of a (n_prompts, n_llms) score matrix.
 
     Returns ``(ids, values)``, each ``(n_prompts, min(k, pool))``, ordered by score
-    descending, ties by LLM index ascending. NaN scores rank last.
+    descending, ties by ``tie_rank`` ascending (see :func:`tie_ranks`), or by LLM
+    index ascending without one. NaN scores rank last.
 
     Examples
     --------
     >>> import numpy as np
     >>> topk_scores(np.array([[0.1, 0.9, 0.9]]), k=2)
     (array([[1, 2]]), array([[0.9, 0.9]], dtype=float32))
+    >>> topk_scores(np.array([[0.1, 0.9, 0.9]]), k=1, tie_rank=[0, 2, 1])[0]
+    array([[2]])
     """
     k = _check_k(k)
     scores = np.asarray(scores, dtype=np.float32)
@@ -69,10 +130,14 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray
     n, m = scores.shape
     cand = _candidate_positions(candidates, m)
     pool = np.arange(m) if cand is None else cand
+    rank = _check_tie_rank(tie_rank, m)
+    if rank is not None:  # positions in the pool follow the tie rank
+        pool = pool[np.argsort(rank[pool], kind="stable")]
     kk = min(k, len(pool))
     if n == 0:
         return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
-    sub = scores if cand is None else scores[:, pool]
+    # the pool is reordered when a tie rank is given: then index the columns too
+    sub = scores if cand is None and rank is None else scores[:, pool]
     key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
     nan = np.isnan(key)
     if nan.any():
@@ -179,8 +244,9 @@ class LLMIndex:
             raise ConfigError("backend='faiss' but faiss is not installed; pip install faiss-cpu")
         return "faiss" if self.backend in ("auto", "faiss") and HAVE_FAISS else "numpy"
 
-    def add(self, vectors, bias=None) -> "LLMIndex":
-        """Set the LLM vectors (n_llms, d) and optional additive bias (n_llms,)."""
+    def add(self, vectors, bias=None, tie_rank=None) -> "LLMIndex":
+        """Set the LLM vectors (n_llms, d), optional additive bias (n_llms,) and the
+        tie rank (n_llms,) that settles equal scores (see :func:`tie_ranks`)."""
         if self.kind not in ("flat", "hnsw"):
             raise ConfigError(f"kind must be 'flat' or 'hnsw', got {self.kind!r}")
         V = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
@@ -196,6 +262,7 @@ class LLMIndex:
                 raise ConfigError(f"bias has {b.shape[0]} values for {V.shape[0]} LLMs")
             V = np.hstack([V, b[:, None]])
         self.vectors_ = np.ascontiguousarray(V)
+        self.tie_rank_ = _check_tie_rank(tie_rank, V.shape[0])
         self.index_ = None
         if self.backend_ == "faiss":
             if self.kind == "flat":
@@ -244,7 +311,7 @@ class LLMIndex:
         if Q.shape[0] == 0:
             return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
         if self.backend_ == "numpy" or self.kind == "hnsw" and cand is not None:
-            ids, _ = topk_scores(Q @ self.vectors_.T, kk, cand)
+            ids, _ = topk_scores(Q @ self.vectors_.T, kk, cand, self.tie_rank_)
             return ids, self._values(Q, ids)
         kq = min(kk + 1, pool_size)  # one extra result reveals a tie at the k-th place
         params = None if cand is None else faiss.SearchParameters(
@@ -267,14 +334,15 @@ class LLMIndex:
 
         faiss orders equal scores arbitrarily and sums in another order than BLAS.
         The scores of the returned LLMs are recomputed exactly, rows are sorted by
-        (score desc, LLM index asc), and any row whose k-th and (k+1)-th scores are
+        (score desc, tie rank or LLM index asc), and any row whose k-th and (k+1)-th scores are
         within float tolerance (a tie at the cut) or that came back short is answered
         by the exact numpy path instead.
         """
         bad = (I < 0).any(axis=1)
         Ic = np.where(I < 0, 0, I)
         got = self._values(Q, Ic)
-        order = np.lexsort((Ic, -got), axis=1) if got.shape[1] > 1 else np.zeros_like(Ic)
+        tie = Ic if self.tie_rank_ is None else self.tie_rank_[Ic]
+        order = np.lexsort((tie, -got), axis=1) if got.shape[1] > 1 else np.zeros_like(Ic)
         Ic = np.take_along_axis(Ic, order, axis=1)
         got = np.take_along_axis(got, order, axis=1)
         if got.shape[1] > kk:
@@ -285,7 +353,7 @@ class LLMIndex:
             bad |= (np.abs(d) <= 1e-5 * np.maximum(np.abs(got[:, :kk - 1]), 1.0)).any(axis=1)
         ids, vals = Ic[:, :kk].copy(), got[:, :kk].copy()
         if bad.any():
-            rid, _ = topk_scores(Q[bad] @ self.vectors_.T, kk, cand)
+            rid, _ = topk_scores(Q[bad] @ self.vectors_.T, kk, cand, self.tie_rank_)
             ids[bad], vals[bad] = rid, self._values(Q[bad], rid)
         return ids, vals
 

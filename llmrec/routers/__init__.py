@@ -16,6 +16,10 @@ from .cf import ALSRouter, BPRRouter  # noqa: E402
 from .lightfm_router import LightFMRouter  # noqa: E402  (lightfm itself is imported at fit)
 
 __all__ += ["ALSRouter", "BPRRouter", "LightFMRouter"]
+from .routereval_baselines import (REClusterRouter, RELinearRouter, REMLPRouter,  # noqa: E402
+                                   REPrknnRouter)
+
+__all__ += ["REPrknnRouter", "REClusterRouter", "RELinearRouter", "REMLPRouter"]
 from .bayes import BayesLinearRouter  # noqa: E402
 
 __all__ += ["BayesLinearRouter"]

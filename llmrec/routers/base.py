@@ -16,6 +16,13 @@ text, a DataFrame with ``text`` (and optionally ``benchmark``/``category``), a
 features (as produced by ``router.features(...)``). Prompt ids known to a dataset
 are served by :class:`~llmrec.encoders.PrecomputedEncoder`, which resolves ids and
 exact texts to stored vectors.
+
+Tie rule: a choice never depends on the LLMs' column order. Equal scores go to the
+LLM with the higher mean training score, then to the smaller name
+(:func:`llmrec.retrieval.tie_ranks`); ``fit`` records each LLM's training mean
+(``llm_train_mean_``, saved with the model, updated by ``add_llm``) and ``recommend``
+passes the rank to both retrieval paths (FAISS and numpy). Subclasses that pick by
+argmax themselves (e.g. validation tuning) use :meth:`Router.argmax`.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from ..data.records import PerformanceRecords
 from ..encoders.features import PromptFeaturizer, as_prompt_frame
 from ..errors import (CapabilityError, ConfigError, DataFormatError, ModelFormatError,
                       NotFittedError, UnknownIdError)
-from ..retrieval import LLMIndex, topk_scores
+from ..retrieval import LLMIndex, tie_break_argmax, tie_ranks, topk_scores
 
 MODEL_FORMAT_VERSION = 2  # 2: manifest checksum chain, confined file names
 ROUTERS: dict[str, type] = {}
@@ -179,6 +186,12 @@ class Router:
                                "n_observed": train.n_observed, "name": train.name,
                                "score_min": float(train.scores.data.min()),
                                "score_max": float(train.scores.data.max())}
+        obs = train.observed_dense()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cnt = obs.sum(axis=0)
+            self.llm_train_mean_ = np.where(
+                cnt > 0, train.dense(fill=0.0).sum(axis=0, dtype=np.float64)
+                / np.maximum(cnt, 1), np.nan)
         # which prompts the model has seen: `llmrec evaluate` warns about overlap
         ids_h, text_h = prompt_hashes(train)
         self.train_prompt_hashes_ = {"ids": np.unique(ids_h), "texts": np.unique(text_h)}
@@ -238,6 +251,27 @@ class Router:
     @property
     def n_llms_(self) -> int:
         return len(self.llm_names_)
+
+    @property
+    def tie_rank_(self) -> np.ndarray:
+        """Rank of each LLM in the tie rule (0 wins a tie): training mean, then name."""
+        self._check_fitted()
+        means = getattr(self, "llm_train_mean_", None)
+        if means is None or len(means) != self.n_llms_:  # models saved before the rule
+            means = np.full(self.n_llms_, np.nan)
+        return tie_ranks(means, self.llm_names_)
+
+    def argmax(self, scores: np.ndarray) -> np.ndarray:
+        """Best LLM position per row of ``scores`` under the tie rule (NaN ranks last).
+
+        Examples
+        --------
+        >>> from llmrec.datasets import make_synthetic
+        >>> r = make_router("best-single").fit(make_synthetic(40, 3, seed=0))
+        >>> int(r.argmax(np.zeros((1, 3)))[0]) == int(np.argmax(r.llm_train_mean_))
+        True
+        """
+        return tie_break_argmax(scores, self.tie_rank_)
 
     @property
     def feature_dim_(self) -> int | None:
@@ -336,12 +370,12 @@ class Router:
             Q, V, b = self._vectors(X)
             if bias is not None:
                 b = bias if b is None else b + bias
-            index = LLMIndex().add(V, bias=b)
+            index = LLMIndex().add(V, bias=b, tie_rank=self.tie_rank_)
             return index.search(Q, k, cand)
         S = self.score(prompts, show_progress)
         if bias is not None:
             S = S + bias[None, :]
-        return topk_scores(S, k, cand)
+        return topk_scores(S, k, cand, self.tie_rank_)
 
     def recommend(self, prompts, k: int = 1, candidates=None, cost_weight: float = 0.0,
                   max_cost: float | None = None, show_progress: bool | None = None
@@ -398,6 +432,8 @@ class Router:
             row = probe_records.llms.iloc[int(probe_records.llm_index(name)[0])].to_dict()
             meta = {**{k: v for k, v in row.items() if k != "name"}, **meta}
         self._add_llm(name, X, y, meta)
+        if getattr(self, "llm_train_mean_", None) is not None:
+            self.llm_train_mean_ = np.append(self.llm_train_mean_, float(np.mean(y)))
         new_row = {c: meta.get(c) for c in self.llms_.columns if c != "name"}
         new_row["name"] = name
         self.llms_ = pd.concat([self.llms_, pd.DataFrame([new_row])], ignore_index=True)
@@ -453,6 +489,7 @@ class Router:
                 "params": _jsonable(self.get_params()), "state": _jsonable(state),
                 "llms": json.loads(self.llms_.to_json(orient="records")),
                 "llm_costs": None if self.llm_costs_ is None else self.llm_costs_.tolist(),
+                "llm_train_mean": _means_json(getattr(self, "llm_train_mean_", None)),
                 "featurizer": feat, "train_summary": _jsonable(self.train_summary_),
                 "files": files, **extra,
             }
@@ -502,6 +539,12 @@ class Router:
             router.train_summary_ = man.get("train_summary") or {}
             if not isinstance(router.train_summary_, dict):
                 raise TypeError("'train_summary' must be an object")
+            router.llm_train_mean_ = (None if man.get("llm_train_mean") is None else np.asarray(
+                [np.nan if v is None else v for v in man["llm_train_mean"]], np.float64))
+            if (router.llm_train_mean_ is not None
+                    and router.llm_train_mean_.shape != (len(router.llms_),)):
+                raise ValueError(f"llm_train_mean has {router.llm_train_mean_.size} values for "
+                                 f"{len(router.llms_)} LLMs")
             if "train_prompts.npz" in man["files"]:  # checked by check_model_files
                 router.train_prompt_hashes_ = _load_npz(path / "train_prompts.npz")
             router.featurizer_ = None
@@ -615,6 +658,12 @@ def _check_sample_weight(router: "Router", sample_weight, train: PerformanceReco
 def load_router(path: str | os.PathLike, encoder=None) -> Router:
     """Load any saved router (see :meth:`Router.load`)."""
     return Router.load(path, encoder=encoder)
+
+
+def _means_json(means) -> list | None:
+    if means is None:
+        return None
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(means, np.float64)]
 
 
 def prompt_hashes(records: PerformanceRecords) -> tuple[np.ndarray, np.ndarray]:

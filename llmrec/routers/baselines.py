@@ -19,8 +19,9 @@ def _truth_aligned(router: Router, records: PerformanceRecords) -> tuple[np.ndar
 class RandomRouter(Router):
     """Scores every LLM with seeded uniform noise: a random pick per prompt.
 
-    The draws depend only on ``random_state`` and the number of prompts scored, so
-    repeated calls give the same answer.
+    The draws depend only on ``random_state``, the LLM's name and the number of
+    prompts scored, so repeated calls give the same answer, and reordering the LLM
+    columns reorders the noise with them (the pick never depends on column order).
 
     Examples
     --------
@@ -40,7 +41,12 @@ class RandomRouter(Router):
         pass
 
     def _score(self, X, prompts, n):
-        return np.random.default_rng(self.random_state).random((n, self.n_llms_))
+        import zlib
+        out = np.empty((n, self.n_llms_))
+        for j, name in enumerate(self.llm_names_):
+            key = zlib.crc32(str(name).encode("utf-8"))
+            out[:, j] = np.random.default_rng([int(self.random_state), key]).random(n)
+        return out
 
     def _get_state(self):
         return {}, {}
@@ -154,7 +160,7 @@ class OracleMixRouter(Router):
     def _score(self, X, prompts, n):
         truth, obs = _truth_aligned(self, prompts)
         m = self.n_llms_
-        best = np.argmax(np.where(obs, truth, -np.inf), axis=1)
+        best = self.argmax(np.where(obs, truth, -np.inf))
         out = np.full((n, m), (1.0 - self.p) / m, dtype=np.float64)
         out[np.arange(n), best] += self.p
         return out
@@ -162,7 +168,7 @@ class OracleMixRouter(Router):
     def sample_picks(self, records: PerformanceRecords, n_draws: int = 1000) -> np.ndarray:
         """(n_draws, n_prompts) LLM positions: oracle with probability p, else uniform."""
         truth, obs = _truth_aligned(self, records)
-        best = np.argmax(np.where(obs, truth, -np.inf), axis=1)
+        best = self.argmax(np.where(obs, truth, -np.inf))
         rng = np.random.default_rng(self.random_state)
         n = len(best)
         use_oracle = rng.random((n_draws, n)) < self.p

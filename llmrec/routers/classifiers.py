@@ -38,13 +38,14 @@ __all__ = ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter
 
 
 # ------------------------------------------------------------------ helpers
-def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
+def validation_mu(scores: np.ndarray, truth: np.ndarray, tie_rank=None) -> float:
     """Mean true score of the argmax LLM of each row (RouterEval's mu).
 
     Parameters
     ----------
     scores : ndarray, shape (n, m)
-        Predicted scores; ties go to the lowest LLM index, as in ``recommend``.
+        Predicted scores; ties go to the lowest ``tie_rank`` (the router's tie rule,
+        as in ``recommend``), or to the lowest LLM index without one.
     truth : ndarray, shape (n, m)
         True scores, NaN where unobserved. Prompts whose routed LLM has no record
         are left out of the mean.
@@ -57,8 +58,8 @@ def validation_mu(scores: np.ndarray, truth: np.ndarray) -> float:
     """
     if scores.shape[0] == 0:
         return float("nan")
-    key = np.where(np.isnan(scores), -np.inf, scores)
-    pick = np.argmax(key, axis=1)
+    from ..retrieval import tie_break_argmax
+    pick = tie_break_argmax(scores, tie_rank)
     got = np.asarray(truth, dtype=np.float64)[np.arange(len(pick)), pick]
     return float(np.nanmean(got)) if np.isfinite(got).any() else float("nan")
 
@@ -210,7 +211,8 @@ class KnnRouter(_TunedRouter):
             idx = self._neighbours(X_val, max(grid))
             truth = val.dense()
             for kk in _grid_progress(self, grid, "k"):
-                self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth)
+                self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth,
+                                                   self.tie_rank_)
             self.k_ = int(_pick_best(self.val_mu_))
 
     def _neighbours(self, X, k):
@@ -312,10 +314,11 @@ class LinearRouter(_TunedRouter):
     Each LLM gets a ridge regression (:class:`sklearn.linear_model.Ridge`) fitted on
     the training prompts where it has a record; LLMs observed on every prompt share
     one multi-output fit (the same solution, faster). Scores are the predictions;
-    an LLM with no training record scores ``-inf``. RouterEval's code for LinearR is
-    not public in the sources we could read; a small ridge penalty replaces plain
-    least squares, which is unstable when features outnumber prompts
-    (``alpha=0`` gives least squares).
+    an LLM with no training record scores ``-inf``. RouterEval's own LinearR (a
+    linear layer trained with BCE, ``router/MLPR_LinearR/train.py``) is the
+    ``re-linear`` router; here a small ridge penalty replaces plain least squares,
+    which is unstable when features outnumber prompts (``alpha=0`` gives least
+    squares).
 
     Parameters
     ----------
@@ -354,7 +357,8 @@ class LinearRouter(_TunedRouter):
             truth = val.dense()
             for a in _grid_progress(self, grid, "alpha"):
                 coef, b = _ridge_masked(X, dense, obs, a, weight=weight)
-                self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
+                self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth,
+                                                   self.tie_rank_)
             self.alpha_ = float(_pick_best(self.val_mu_))
         self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_, weight=weight)
 
@@ -480,7 +484,8 @@ class MLPRouter(Router):
             self.n_epochs_ = epoch + 1
             if truth is not None:
                 self._store(net, mean)
-                mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth)
+                mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth,
+                                                   self.tie_rank_)
                 self.val_mu_[epoch + 1] = mu
                 if mu > best_mu:
                     best_mu, stale = mu, 0
@@ -603,7 +608,8 @@ class ClusterRouter(_TunedRouter):
             truth = val.dense()
             for c in _grid_progress(self, grid, "n_clusters"):
                 centres, cs = self._fit_one(X, dense, obs, c)
-                self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth)
+                self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth,
+                                                   self.tie_rank_)
             self.n_clusters_ = int(_pick_best(self.val_mu_))
         self.cluster_centers_, self.cluster_scores_ = self._fit_one(X, dense, obs,
                                                                     self.n_clusters_)
@@ -751,7 +757,8 @@ class MLCRouter(_TunedRouter):
             truth = val.dense()
             for c in _grid_progress(self, grid, "C"):
                 coef, b = self._fit_heads(X, y, obs, c)
-                self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth)
+                self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth,
+                                                   self.tie_rank_)
             self.C_ = float(_pick_best(self.val_mu_))
         self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_)
 
