@@ -147,7 +147,8 @@ def _attach_text(rec, path: Path):
             empty = prompts[col].isna() | (prompts[col].astype(str) == "")
             prompts[col] = prompts[col].where(~empty, pd.Series(vals, index=prompts.index))
     return PerformanceRecords(rec.scores, prompts, rec.llms, observed=rec.observed,
-                              cost=rec.cost, score_range=rec.score_range, name=rec.name)
+                              cost=rec.cost, score_range=rec.score_range, name=rec.name,
+                              score_kind=rec.score_kind, reference_llm=rec.reference_llm)
 
 
 def load_data(spec: str):
