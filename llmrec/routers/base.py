@@ -168,7 +168,12 @@ class Router:
         self.train_summary_ = {"n_prompts": train.n_prompts, "n_llms": train.n_llms,
                                "n_observed": train.n_observed, "name": train.name,
                                "score_min": float(train.scores.data.min()),
-                               "score_max": float(train.scores.data.max())}
+                               "score_max": float(train.scores.data.max()),
+                               "score_kind": getattr(train, "score_kind", None),
+                               "reference_llm": getattr(train, "reference_llm", None),
+                               "score_range": getattr(train, "score_range", None)}
+        from .signal import warn_constant_llms
+        warn_constant_llms(train, f"{type(self).__name__}.fit")
         X = X_val = None
         self.featurizer_ = None
         if self.needs_text:

@@ -610,8 +610,12 @@ class ClusterRouter(_TunedRouter):
 class MLCRouter(_TunedRouter):
     """Multi-label classifier: one logistic-regression head per LLM predicting success.
 
-    Labels come from the scores: ``label_rule="threshold"`` marks a record positive
-    when its score is ``>= threshold``; ``label_rule="routereval95"`` uses RouterEval's
+    Labels come from the scores: ``label_rule="relative"`` (the default) marks a
+    record positive when the LLM beat the prompt's mean over its observed LLMs and
+    weights each record by the margin (:mod:`llmrec.routers.signal`; records at the
+    mean are left out), which suits every score kind; ``label_rule="threshold"``
+    marks a record positive when its score is ``>= threshold`` (``threshold=None``:
+    the score kind's default); ``label_rule="routereval95"`` uses RouterEval's
     rule (an LLM is positive on a prompt when its score is at least 95% of the
     prompt's best observed score; a prompt nobody solved has no positive), which
     also suits continuous scores. Each head is a
@@ -622,9 +626,10 @@ class MLCRouter(_TunedRouter):
 
     Parameters
     ----------
-    label_rule : {"threshold", "routereval95"}
-    threshold : float
-        Success threshold of ``label_rule="threshold"``.
+    label_rule : {"relative", "threshold", "routereval95"}
+    threshold : float, optional
+        Success threshold of ``label_rule="threshold"`` (None: the score kind's
+        default, see :func:`llmrec.routers.signal.default_threshold`).
     C : float
         Inverse L2 strength of the logistic heads.
     C_grid : sequence of float, optional
@@ -641,9 +646,10 @@ class MLCRouter(_TunedRouter):
     """
 
     name = "mlc"
-    LABEL_RULES = ("threshold", "routereval95")
+    LABEL_RULES = ("relative", "threshold", "routereval95")
 
-    def __init__(self, label_rule: str = "threshold", threshold: float = 0.5, C: float = 1.0,
+    def __init__(self, label_rule: str = "relative", threshold: float | None = None,
+                 C: float = 1.0,
                  C_grid: Sequence[float] | None = None, max_iter: int = 1000):
         self.label_rule = label_rule
         self.threshold = threshold
@@ -661,18 +667,28 @@ class MLCRouter(_TunedRouter):
         >>> y.shape, y.dtype
         ((10, 3), dtype('bool'))
         """
+        y, obs, _ = self._labels_weights(records)
+        return y, obs
+
+    def _labels_weights(self, records):
+        """(labels, mask of records used, per-record weight or None)."""
         if self.label_rule not in self.LABEL_RULES:
             raise ConfigError(f"label_rule must be one of {self.LABEL_RULES}, got "
                               f"{self.label_rule!r}")
         dense, obs = records.dense(), records.observed_dense()
         if self.label_rule == "routereval95":
-            y = routereval95_labels(dense)
-        else:
-            with np.errstate(invalid="ignore"):
-                y = obs & (dense >= float(self.threshold))
-        return y, obs
+            return routereval95_labels(dense), obs, None
+        from .signal import implicit_feedback
+        fb = implicit_feedback(records, self.label_rule, self.threshold)
+        y = np.zeros(records.shape, bool)
+        y[fb.rows, fb.cols] = fb.positive
+        if self.label_rule == "threshold":
+            return y, obs, None
+        w = np.zeros(records.shape, np.float32)
+        w[fb.rows, fb.cols] = fb.weight
+        return y, obs & (w > 0), w
 
-    def _fit_heads(self, X, y, obs, C):
+    def _fit_heads(self, X, y, obs, C, w=None):
         from sklearn.linear_model import LogisticRegression
         if C <= 0:
             raise ConfigError(f"C must be > 0, got {C}")
@@ -688,7 +704,8 @@ class MLCRouter(_TunedRouter):
             if pos == 0 or pos == len(yj):
                 intercept[j] = np.log((pos + 0.5) / (len(yj) - pos + 0.5))
                 continue
-            clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(X[rows], yj)
+            clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(
+                X[rows], yj, sample_weight=None if w is None else w[rows, j])
             coef[j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
         return coef, intercept
@@ -700,16 +717,19 @@ class MLCRouter(_TunedRouter):
 
     def _fit(self, records, X, val, X_val):
         grid = _check_grid(self.C_grid, "C_grid", val, float)
-        y, obs = self.labels(records)
+        y, obs, w = self._labels_weights(records)
         self.val_mu_ = {}
         self.C_ = float(self.C)
         if grid is not None:
             truth = val.dense()
             for c in grid:
-                coef, b = self._fit_heads(X, y, obs, c)
+                coef, b = self._fit_heads(X, y, obs, c, w)
                 self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth)
             self.C_ = float(_pick_best(self.val_mu_))
-        self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_)
+        self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_, w)
+        # an LLM observed only at its prompts' means (no signal either way): neutral
+        seen = np.bincount(records.scores.indices, minlength=records.n_llms) > 0
+        self.intercept_[np.isnan(self.intercept_) & seen] = 0.0
 
     def _score(self, X, prompts, n):
         return self._proba(X, self.coef_, self.intercept_)
