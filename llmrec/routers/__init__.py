@@ -2,11 +2,12 @@
 
 from .base import (ROUTERS, Router, available_routers, llm_costs, load_router, make_router,
                    register_router)
-from .baselines import BestSingleRouter, OracleMixRouter, OracleRouter, RandomRouter
+from .baselines import (BestPerGroupRouter, BestSingleRouter, OracleMixRouter, OracleRouter,
+                        RandomRouter)
 
 __all__ = ["Router", "make_router", "available_routers", "load_router", "register_router",
            "ROUTERS", "llm_costs", "RandomRouter", "BestSingleRouter", "OracleRouter",
-           "OracleMixRouter"]
+           "OracleMixRouter", "BestPerGroupRouter"]
 from .classifiers import ClusterRouter, KnnRouter, LinearRouter, MLCRouter, MLPRouter  # noqa
 __all__ += ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter"]
 from .neural import TextMFRouter, TwoTowerRouter  # noqa: E402  (torch is imported in fit only)
@@ -16,3 +17,6 @@ from .cf import ALSRouter, BPRRouter  # noqa: E402
 from .lightfm_router import LightFMRouter  # noqa: E402  (lightfm itself is imported at fit)
 
 __all__ += ["ALSRouter", "BPRRouter", "LightFMRouter"]
+from .auto import AutoRouter  # noqa: E402
+
+__all__ += ["AutoRouter"]
