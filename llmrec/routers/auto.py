@@ -14,14 +14,19 @@ What it does, in order (every step sees the training prompts only):
 3. **Stacking.** One ridge combiner per LLM regresses the LLM's score minus the
    prompt's mean (only the order within a prompt matters) on the candidates'
    per-prompt-centred predictions for that LLM and on side features of the prompt
-   (one-hot category and benchmark, log length). It is fitted on the out-of-fold
-   predictions, never on in-sample ones.
-4. **No-regret guard.** A tuning share of the training prompts (``val_share``, or
-   ``val_records`` when given) is held out of the combiner. On it, the router moves
+   (one-hot category and benchmark unless a group candidate covers the column, log
+   length). It is fitted on the out-of-fold
+   predictions, never on in-sample ones. A second stack without the group
+   candidates and side features serves prompts that come as plain text or as
+   feature arrays (no metadata); each stack has its own guard.
+4. **No-regret guard.** Tuning prompts: every training prompt, scored by a
+   combiner fitted on the other folds (cross-validated stacking), or the
+   ``val_records`` when given. On them, the router moves
    a prompt away from the best single LLM of the training prompts only when the
    predicted gain ``S[p, best] - S[p, single]`` clears a margin. The margin is
    picked from a grid (quantiles of the predicted gains) by the lower confidence
-   bound ``mean(d) - z * se(d)`` of the per-prompt gain ``d`` over the single LLM;
+   bound ``mean(d) - z * se(d)`` of the per-prompt gain ``d`` over the single LLM
+   (margins that move fewer than ``min_moved`` prompts do not count);
    when no margin has a positive bound, the router *is* the best single LLM
    (same scores). So on data where prompt features carry no signal, ``auto``
    equals the best single LLM, and it routes only where validation says it pays.
@@ -179,14 +184,14 @@ class AutoRouter(Router):
         dropped.
     n_folds : int
         Folds of the out-of-fold predictions.
-    val_share : float
-        Share of the training prompts held out of the combiner to tune the margin
-        (ignored when ``val_records`` are passed to ``fit``).
     combiner_alpha : float
         Ridge penalty of the per-LLM combiners.
     guard_z : float
         z of the lower confidence bound that a margin must clear (1.64: one-sided
         95%); larger is more conservative.
+    min_moved : int
+        A margin must move at least this many tuning prompts off the best single
+        LLM to count (a handful of lucky moves is not evidence).
     side_features : bool
         Put the prompt's category / benchmark one-hot and log length into the
         combiner.
@@ -207,18 +212,18 @@ class AutoRouter(Router):
     ...     rec, encoder=TfidfEncoder(dim=16, n_features=2 ** 12))
     >>> r.score(["solve the quadratic equation"]).shape
     (1, 5)
-    >>> sorted(r.tuning_)[:3]
-    ['base_llm', 'candidates', 'combiner_weights']
+    >>> sorted(r.tuning_["full"])
+    ['combiner_weights', 'margin', 'margins', 'routes', 'side_weight']
     """
 
     name = "auto"
 
     def __init__(self, candidates: Sequence[str] | None = None, n_folds: int = 5,
-                 val_share: float = 0.2, combiner_alpha: float = 1.0, guard_z: float = 1.64,
+                 combiner_alpha: float = 1.0, guard_z: float = 1.64, min_moved: int = 20,
                  side_features: bool = True, random_state: int = 0):
         self.candidates = candidates
         self.n_folds = n_folds
-        self.val_share = val_share
+        self.min_moved = min_moved
         self.combiner_alpha = combiner_alpha
         self.guard_z = guard_z
         self.side_features = side_features
@@ -228,8 +233,8 @@ class AutoRouter(Router):
     def _check(self):
         if int(self.n_folds) < 2:
             raise ConfigError(f"n_folds must be >= 2, got {self.n_folds}")
-        if not 0.0 < float(self.val_share) < 1.0:
-            raise ConfigError(f"val_share must be in (0, 1), got {self.val_share}")
+        if int(self.min_moved) < 1:
+            raise ConfigError(f"min_moved must be >= 1, got {self.min_moved}")
         if float(self.combiner_alpha) < 0 or float(self.guard_z) < 0:
             raise ConfigError("combiner_alpha and guard_z must be >= 0")
         specs = list(DEFAULT_CANDIDATES if self.candidates is None else self.candidates)
@@ -310,7 +315,13 @@ class AutoRouter(Router):
             raise ConfigError("auto: no usable candidate (group columns need 2..200 values in "
                               "the training prompts); add e.g. 'knn:k=50'")
         self.side_values_ = {}
+        covered = {e.params["column"] for e in kept if e.kind == "group"}
         for col in _SIDE_COLUMNS:
+            if col in covered:
+                # a one-hot next to the group candidate of the same column lets the
+                # combiner rebuild a fold's own group means from the other folds'
+                # candidate predictions (a leak that made noise look like signal)
+                continue
             vals = sorted({v for v in groups[col] if v is not None})
             if 2 <= len(vals) <= 200:
                 self.side_values_[col] = vals
@@ -341,44 +352,71 @@ class AutoRouter(Router):
         self.folds_ = folds
         self.oof_ = oof
 
+        # variants: "full" uses every candidate and side feature; "text" leaves out
+        # what needs more than the prompt features (group candidates, one-hots, the
+        # length), for prompts that arrive as plain text or as a feature array
+        K = len(kept)
+        n_side = side.shape[1]
+        variants = [{"name": "full", "experts": list(range(K)), "side": list(range(n_side))}]
+        if any(e.kind == "group" for e in kept) or n_side > 0:
+            variants.append({"name": "text",
+                             "experts": [i for i, e in enumerate(kept) if e.kind != "group"],
+                             "side": []})
+
         # tuning prompts: the external validation records, else a share of training
         if val is not None and val.n_prompts:
-            W, b = self._fit_combiner(oof, side, target, obs)
+            fit_rows = True
             experts = [_Expert(e.spec).fit(records, X, self.llms_) for e in kept]
-            gv = self._groups(val, val.n_prompts)
-            gv.update({e.params["column"]: _column_values(val, e.params["column"], val.n_prompts)
-                       for e in kept if e.kind == "group"})
-            S_t = self._combine(self._predict_experts(experts, X_val, gv, val.n_prompts),
-                                self._side(gv, _lengths(val, val.n_prompts)), W, b)
+            gv = {c: _column_values(val, c, val.n_prompts) for c in groups}
+            preds_t = self._predict_experts(experts, X_val, gv, val.n_prompts)
+            side_t = self._side(gv, _lengths(val, val.n_prompts))
             truth_t = val.dense()
             tune_src = f"val_records ({val.n_prompts} prompts)"
-        else:
-            n_t = max(1, int(round(float(self.val_share) * n)))
-            is_t = np.zeros(n, bool)
-            is_t[rng.permutation(n)[:n_t]] = True
-            W, b = self._fit_combiner(oof[~is_t], side[~is_t], target[~is_t], obs[~is_t])
-            S_t = self._combine(oof[is_t], side[is_t], W, b)
-            truth_t = dense[is_t]
+        else:  # cross-validated stacking: each fold's combiner never saw the fold
+            fit_rows = None
+            preds_t, side_t, truth_t = oof, side, dense
             experts = None
-            tune_src = f"{n_t} of the {n} training prompts (out-of-fold)"
-        margin, table = self._tune_margin(S_t, truth_t, base)
+            tune_src = (f"all {n} training prompts, out-of-fold (candidates and combiner "
+                        f"fitted without the prompt's fold)")
+        for v in variants:
+            ei, si = v["experts"], v["side"]
+            if not ei:  # nothing to route with: the best single LLM
+                v.update(margin=None, margins=[], W=np.zeros((m, len(si)), np.float32),
+                         b=np.zeros(m, np.float32))
+                continue
+            if fit_rows is not None:
+                W, b = self._fit_combiner(oof[:, ei], side[:, si], target, obs)
+                S_t = self._combine(preds_t[:, ei], side_t[:, si], W, b)
+            else:
+                S_t = np.zeros((n, m), np.float32)
+                for f in range(k):
+                    tr, te = folds != f, folds == f
+                    W, b = self._fit_combiner(oof[tr][:, ei], side[tr][:, si], target[tr],
+                                              obs[tr])
+                    S_t[te] = self._combine(oof[te][:, ei], side[te][:, si], W, b)
+            v["margin"], v["margins"] = self._tune_margin(S_t, truth_t, base)
+            # final combiner: all out-of-fold predictions
+            v["W"], v["b"] = (W, b) if fit_rows is not None else \
+                self._fit_combiner(oof[:, ei], side[:, si], target, obs)
 
-        # final: combiner on all out-of-fold predictions, candidates on all prompts
-        self.W_, self.b_ = self._fit_combiner(oof, side, target, obs)
         self.experts_ = experts if experts is not None else \
             [_Expert(e.spec).fit(records, X, self.llms_) for e in kept]
-        self.margin_ = margin
-        K = len(kept)
+        self.variants_ = variants
         self.tuning_ = {
-            "base_llm": self.llms_["name"].iloc[base], "margin": margin,
-            "routes": margin is not None, "tuned_on": tune_src, "guard_z": float(self.guard_z),
-            "margins": table, "candidates": [e.spec for e in kept],
-            "combiner_weights": {e.spec: float(np.mean(self.W_[:, i]))
-                                 for i, e in enumerate(kept)},
+            "base_llm": self.llms_["name"].iloc[base], "tuned_on": tune_src,
+            "guard_z": float(self.guard_z), "candidates": [e.spec for e in kept],
             "side_features": {c: len(v) for c, v in self.side_values_.items()},
             "n_folds": k, "seconds": time.perf_counter() - t0}
-        self.tuning_["combiner_weights"]["side"] = float(np.abs(self.W_[:, K:]).mean()) \
-            if self.W_.shape[1] > K else 0.0
+        for v in variants:
+            ne = len(v["experts"])
+            self.tuning_[v["name"]] = {
+                "margin": v["margin"], "routes": v["margin"] is not None,
+                "margins": v["margins"],
+                "combiner_weights": {kept[i].spec: float(np.mean(v["W"][:, c]))
+                                     for c, i in enumerate(v["experts"])},
+                "side_weight": float(np.abs(v["W"][:, ne:]).mean()) if v["W"].shape[1] > ne
+                else 0.0}
+        self.margin_ = variants[0]["margin"]
 
     def _tune_margin(self, S: np.ndarray, truth: np.ndarray, base: int):
         """(margin or None for "never leave the base LLM", per-margin table)."""
@@ -392,7 +430,7 @@ class AutoRouter(Router):
             route = np.where(gain > t, top, base)
             d = truth[np.arange(len(route)), route] - truth[:, base]
             d = d[ok]
-            if len(d) < 2:
+            if len(d) < 2 or int((gain > t)[ok].sum()) < int(self.min_moved):
                 continue
             mean = float(d.mean())
             lcb = mean - float(self.guard_z) * float(d.std(ddof=1)) / np.sqrt(len(d))
@@ -403,21 +441,40 @@ class AutoRouter(Router):
         return best, table
 
     # --------------------------------------------------------------- score
+    def _variant_scores(self, v, preds, side, n) -> np.ndarray:
+        if v["margin"] is None:  # the guard chose the best single LLM
+            return np.broadcast_to(self.llm_mean_, (n, self.n_llms_)).copy()
+        S = self._combine(preds[:, v["experts"]], side[:, v["side"]], v["W"], v["b"])
+        S[:, self.base_llm_] += np.float32(v["margin"])
+        return S
+
     def _score(self, X, prompts, n):
-        if self.margin_ is None:  # the guard chose the best single LLM
+        if all(v["margin"] is None for v in self.variants_):
             return np.broadcast_to(self.llm_mean_, (n, self.n_llms_)).copy()
         groups = self._groups(prompts, n)
         preds = self._predict_experts(self.experts_, X, groups, n)
-        S = self._combine(preds, self._side(groups, _lengths(prompts, n)), self.W_, self.b_)
-        S[:, self.base_llm_] += np.float32(self.margin_)
-        return np.where(np.isfinite(self.llm_mean_)[None, :], S, -np.inf)
+        side = self._side(groups, _lengths(prompts, n))
+        S = self._variant_scores(self.variants_[0], preds, side, n)
+        if len(self.variants_) > 1:
+            cols = set(self.side_values_) | {e.params["column"] for e in self.experts_
+                                             if e.kind == "group"}
+            has_meta = np.zeros(n, bool)
+            for c in cols:
+                has_meta |= np.asarray([g is not None for g in groups[c]], dtype=bool)
+            if not has_meta.all():
+                St = self._variant_scores(self.variants_[1], preds, side, n)
+                S[~has_meta] = St[~has_meta]
+        return np.where(np.isfinite(self.llm_mean_)[None, :], S, -np.inf).astype(np.float32)
 
     # ---------------------------------------------------------- persistence
     def _get_state(self):
-        state = {"base_llm": int(self.base_llm_), "margin": self.margin_,
-                 "side_values": self.side_values_, "tuning": self.tuning_,
-                 "experts": []}
-        arrays = {"W": self.W_, "b": self.b_, "llm_mean": self.llm_mean_}
+        state = {"base_llm": int(self.base_llm_), "side_values": self.side_values_,
+                 "tuning": self.tuning_, "experts": [],
+                 "variants": [{"name": v["name"], "experts": v["experts"], "side": v["side"],
+                               "margin": v["margin"]} for v in self.variants_]}
+        arrays = {"llm_mean": self.llm_mean_}
+        for i, v in enumerate(self.variants_):
+            arrays[f"W{i}"], arrays[f"b{i}"] = v["W"], v["b"]
         for i, e in enumerate(self.experts_):
             st, arr = e.get_state(f"e{i}_")
             state["experts"].append({"spec": e.spec, **st})
@@ -427,12 +484,18 @@ class AutoRouter(Router):
     def _set_state(self, state, arrays):
         try:
             self.base_llm_ = int(state["base_llm"])
-            self.margin_ = None if state["margin"] is None else float(state["margin"])
             self.side_values_ = {k: [str(x) for x in v] for k, v in state["side_values"].items()}
             self.tuning_ = state.get("tuning", {})
-            self.W_ = arrays["W"].astype(np.float32)
-            self.b_ = arrays["b"].astype(np.float32)
             self.llm_mean_ = arrays["llm_mean"].astype(np.float32)
+            self.variants_ = []
+            for i, v in enumerate(state["variants"]):
+                self.variants_.append({
+                    "name": v["name"], "experts": [int(x) for x in v["experts"]],
+                    "side": [int(x) for x in v["side"]],
+                    "margin": None if v["margin"] is None else float(v["margin"]),
+                    "W": arrays[f"W{i}"].astype(np.float32),
+                    "b": arrays[f"b{i}"].astype(np.float32)})
+            self.margin_ = self.variants_[0]["margin"]
             self.experts_ = [_Expert(st["spec"]).set_state(st, arrays, f"e{i}_", self.llms_)
                              for i, st in enumerate(state["experts"])]
         except KeyError as e:

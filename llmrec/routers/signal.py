@@ -162,6 +162,7 @@ def implicit_feedback(records: PerformanceRecords, feedback: str = "relative",
         best = np.full(records.n_prompts, -np.inf)
         np.maximum.at(best, coo.row, s)
         margin = s - mu
+        margin[np.abs(margin) <= 1e-6 * max(1.0, float(np.abs(s).max(initial=0)))] = 0.0
         positive = (margin > 0) & (s > mu + top * (best[coo.row] - mu))
         scale = np.abs(margin[margin != 0]).mean() if (margin != 0).any() else 1.0
         weight = np.abs(margin) / scale
