@@ -300,7 +300,8 @@ def encode(source: str = typer.Argument(..., help="dataset name or path"),
              "--out model\n\n"
              "  llmrec fit --data feedback.jsonl --warm-start model --out model-v2")
 def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path (repeatable)"),
-        router: Optional[str] = typer.Option(None, "--router", help="router registry name"),
+        router: Optional[str] = typer.Option(None, "--router",
+                                             help="router registry name (default: auto)"),
         param: List[str] = typer.Option([], "--param", help="router parameter key=value"),
         encoder: Optional[str] = typer.Option(None, "--encoder", help="tfidf|minilm|<path>"),
         encoder_param: List[str] = typer.Option([], "--encoder-param",
@@ -309,9 +310,12 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                                help="benchmark|category|length (repeatable)"),
         out: Path = typer.Option(..., "--out", help="model directory to write"),
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
-                                                  help="saved model to start from")):
+                                                  help="saved model to start from"),
+        tune: bool = typer.Option(False, "--tune", help="pick the router's main settings on "
+                                  "a validation share of the training prompts (grids: "
+                                  "llmrec.routers.tuning.DEFAULT_GRIDS)")):
     from .data.records import PerformanceRecords
-    from .routers import available_routers, make_router
+    from .routers import make_router
     params = _parse_params(param)
     enc_params = _parse_params(encoder_param, "--encoder-param")
     if enc_params and encoder is None:
@@ -360,10 +364,10 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 enc_obj = encoder_from_state(cfg, {})
                 side = side or list(old.featurizer_.side_features)
     if router is None:
-        raise ConfigError(f"--router is required (available: {', '.join(available_routers())})")
+        router = "auto"  # stacked candidates with a no-regret guard (docs/routers)
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
     if how != "partial_fit":
-        r = make_router(router, **params)
+        r = make_router(router, **params) if not tune else None
         kw = {"show_progress": _progress(), "side_features": side}
         if enc_obj is not None:
             kw["encoder"] = enc_obj
@@ -373,7 +377,14 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 kw["encoder"] = make_encoder(encoder, **enc_params)
             except TypeError as e:
                 raise ConfigError(f"--encoder-param: {e}") from None
-        r.fit(train, **kw)
+        if tune:
+            from .routers.tuning import tune_router
+            r = tune_router(router, train, params=params, **kw)
+        else:
+            r.fit(train, **kw)
+    from .routers.tuning import describe_tuning
+    if describe_tuning(r):
+        _echo(describe_tuning(r))
     r.save(out)
     (out / "fit_info.json").write_text(json.dumps(
         {"data": data_specs, "router": router, "params": _jsonable(params),

@@ -138,3 +138,24 @@ def test_best_per_group(split):
     np.testing.assert_allclose(r.score(unseen), single, rtol=1e-6)
     with pytest.raises(ConfigError, match="no column"):
         make_router("best-per-group", column="nope").fit(train)
+
+
+def test_cli_fit_defaults_to_auto_and_prints_tuning(tmp_path, capsys):
+    from llmrec import cli
+    rec = make_synthetic(300, 4, n_topics=3, seed=0)
+    rec.to_long(with_text=True).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["fit", "--data", str(tmp_path / "r.csv"), "--encoder", "tfidf",
+                  "--encoder-param", "dim=16", "--out", str(tmp_path / "m")])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "auto: best single LLM" in out and "tuned on" in out
+    r = load_router(tmp_path / "m")
+    assert r.name == "auto" and r.tuning_["candidates"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["fit", "--data", str(tmp_path / "r.csv"), "--router", "knn", "--tune",
+                  "--encoder", "tfidf", "--encoder-param", "dim=16", "--out", str(tmp_path / "k")])
+    assert e.value.code == 0
+    assert "knn: chose k=" in capsys.readouterr().out
+    k = load_router(tmp_path / "k")
+    assert k.tuning_["chosen"]["k"] in (5, 10, 20, 50, 100, 200) and k.tuning_["seconds"] > 0

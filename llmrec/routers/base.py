@@ -420,6 +420,7 @@ class Router:
                 "llms": json.loads(self.llms_.to_json(orient="records")),
                 "llm_costs": None if self.llm_costs_ is None else self.llm_costs_.tolist(),
                 "featurizer": feat, "train_summary": _jsonable(self.train_summary_),
+                "tuning": _jsonable(getattr(self, "tuning_", None)),
                 "files": files,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -467,6 +468,8 @@ class Router:
             router.llm_costs_ = (None if man.get("llm_costs") is None
                                  else np.asarray(man["llm_costs"], dtype=np.float32))
             router.train_summary_ = man.get("train_summary", {})
+            if man.get("tuning"):
+                router.tuning_ = man["tuning"]
             router.featurizer_ = None
             if man.get("featurizer") is not None:
                 enc_arrays = _load_npz(path / "encoder.npz")
