@@ -177,3 +177,19 @@ def test_tune_router_picks_on_training_prompts_only():
     mlp = tune_router("mlp", train, grid={"hidden_layer_sizes": [[16]]},
                       params={"max_epochs": 30, "patience": 3}, encoder=small_encoder())
     assert 1 <= mlp.tuning_["chosen"]["max_epochs"] <= 30
+
+
+def test_mlp_per_prompt_centering_is_chosen_on_validation():
+    rec = make_synthetic(500, 5, n_topics=3, seed=6, kind="graded")
+    train, val = rec.select_prompts(range(400)), rec.select_prompts(range(400, 500))
+    r = make_router("mlp", hidden_layer_sizes=(16,), max_epochs=15, patience=3).fit(
+        train, encoder=small_encoder(), val_records=val)
+    mus = r.center_val_mu_
+    assert set(mus) == {"False", "True"}
+    assert r.center_ == (mus["True"] > mus["False"])
+    fixed = make_router("mlp", hidden_layer_sizes=(16,), max_epochs=15, patience=3,
+                        center=True).fit(train, encoder=small_encoder(), val_records=val)
+    assert fixed.center_ is True and set(fixed.center_val_mu_) == {"True"}
+    # the centred net regresses score - prompt mean: its outputs average near 0 per prompt
+    S = fixed.score(val.texts)
+    assert abs(float(S.mean())) < 0.1

@@ -377,6 +377,15 @@ class MLPRouter(Router):
     patience : int
         Epochs without a better validation mu before stopping (with ``val_records``).
     random_state : int
+    center : bool or None
+        Per-prompt baseline removal: regress each score minus its prompt's mean over
+        the observed LLMs (the user-bias term of rating models; only the order of
+        LLMs within a prompt matters for routing). ``None`` (default): with
+        ``val_records`` both are trained and the better validation mu is kept
+        (``center_``, ``center_val_mu_``); without, no centring. (For ``linear`` and
+        ``knn`` centring cannot change the ranking on fully observed records: a
+        ridge fit and a neighbour mean are linear in the targets and the prompt mean
+        shifts every LLM alike, so they do not offer it.)
 
     Examples
     --------
@@ -390,7 +399,8 @@ class MLPRouter(Router):
 
     def __init__(self, hidden_layer_sizes: Sequence[int] = (128,), alpha: float = 1e-4,
                  learning_rate: float = 1e-3, max_epochs: int = 100, batch_size: int = 256,
-                 patience: int = 10, random_state: int = 0):
+                 patience: int = 10, random_state: int = 0, center: bool | None = None):
+        self.center = center
         self.hidden_layer_sizes = hidden_layer_sizes
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -411,9 +421,29 @@ class MLPRouter(Router):
         return hs
 
     def _fit(self, records, X, val, X_val):
+        # per-prompt baseline removal: learn score - prompt mean (only the order of
+        # LLMs within a prompt matters); None = try both, keep the better on val
+        modes = [bool(self.center)] if self.center is not None or val is None \
+            else [False, True]
+        keep, self.center_val_mu_ = None, {}
+        for c in modes:
+            self._fit_once(records, X, val, X_val, c)
+            mu = max(self.val_mu_.values()) if self.val_mu_ else -np.inf
+            self.center_val_mu_[str(c)] = float(mu)
+            if keep is None or mu > keep[0]:
+                keep = (mu, c, self.weights_, self.biases_, self.llm_mean_, self.n_epochs_,
+                        self.best_epoch_, self.val_mu_)
+        (_, self.center_, self.weights_, self.biases_, self.llm_mean_, self.n_epochs_,
+         self.best_epoch_, self.val_mu_) = keep
+
+    def _fit_once(self, records, X, val, X_val, center: bool):
         import torch
         hs = self._check_params()
         dense, obs = records.dense(fill=0.0), records.observed_dense()
+        raw_mean = _column_means(dense, obs)
+        if center:
+            from .signal import per_prompt_centered
+            dense, obs = per_prompt_centered(records)
         mean = _column_means(dense, obs)
         g = torch.Generator().manual_seed(int(self.random_state))
         sizes = [X.shape[1], *hs, dense.shape[1]]
@@ -449,7 +479,7 @@ class MLPRouter(Router):
                 opt.step()
             self.n_epochs_ = epoch + 1
             if truth is not None:
-                self._store(net, mean)
+                self._store(net, raw_mean)
                 mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth)
                 self.val_mu_[epoch + 1] = mu
                 if mu > best_mu:
@@ -460,7 +490,7 @@ class MLPRouter(Router):
                     stale += 1
                     if stale >= int(self.patience):
                         break
-        self._store(net, mean)
+        self._store(net, raw_mean)
         if best_state is not None:
             self.weights_, self.biases_ = best_state
             self.best_epoch_ = int(max(self.val_mu_, key=lambda e: (self.val_mu_[e], -e)))
@@ -486,7 +516,8 @@ class MLPRouter(Router):
         for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):
             arrays[f"W{i}"], arrays[f"b{i}"] = W, b
         return ({"n_layers": len(self.weights_), "n_epochs": self.n_epochs_,
-                 "best_epoch": self.best_epoch_,
+                 "best_epoch": self.best_epoch_, "center": bool(self.center_),
+                 "center_val_mu": self.center_val_mu_,
                  "val_mu": {str(k): v for k, v in self.val_mu_.items()}}, arrays)
 
     def _set_state(self, state, arrays):
@@ -497,6 +528,8 @@ class MLPRouter(Router):
         self.n_epochs_ = int(state.get("n_epochs", 0))
         self.best_epoch_ = int(state.get("best_epoch", self.n_epochs_))
         self.val_mu_ = {int(k): v for k, v in state.get("val_mu", {}).items()}
+        self.center_ = bool(state.get("center", False))
+        self.center_val_mu_ = state.get("center_val_mu", {})
 
 
 # ------------------------------------------------------------------ cluster
