@@ -105,7 +105,13 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str) -> dict:
     rec = load(data)
     col = group_column(rec)
     costs_known = llm_costs(rec) is not None
-    enc_spec = minilm_if_cached(rec) if encoder == "minilm" else "tfidf"
+    if encoder == "minilm":
+        enc_spec = minilm_if_cached(rec)
+    elif encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics
+        from llmrec.encoders import UnionEncoder
+        enc_spec = UnionEncoder(parts=[minilm_if_cached(rec), "tfidf"])
+    else:
+        enc_spec = "tfidf"
     per = {r: {"vb": [], "mu": [], "diff": [], "secs": [], "aiq": [], "iso": [], "apgr": [],
                "picks_ref": []} for r in routers}
     meta = {"data": data, "n_prompts": rec.n_prompts, "n_llms": rec.n_llms,
@@ -246,7 +252,7 @@ def main(argv=None):
     ap.add_argument("--data", required=True, choices=DATASETS)
     ap.add_argument("--routers", default=",".join(DEFAULT_ROUTERS))
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--encoder", default="tfidf", choices=("tfidf", "minilm"))
+    ap.add_argument("--encoder", default="tfidf", choices=("tfidf", "minilm", "union"))
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args(argv)
     routers = [r for r in args.routers.split(",") if r]
@@ -261,13 +267,14 @@ def main(argv=None):
     secs = time.perf_counter() - t0
     out = HERE / "quality"
     out.mkdir(exist_ok=True)
-    (out / f"{args.data}.json").write_text(json.dumps(res, indent=1, default=float))
+    tag = args.data if args.encoder == "tfidf" else f"{args.data}-{args.encoder}"
+    (out / f"{tag}.json").write_text(json.dumps(res, indent=1, default=float))
     cmd = "python benchmarks/bench_quality.py " + " ".join(argv if argv is not None
                                                            else sys.argv[1:])
     md = markdown(res, cmd.strip(), secs)
     print(md)
     if not args.no_write:
-        write_results(args.data, md)
+        write_results(tag, md)
 
 
 if __name__ == "__main__":
