@@ -59,13 +59,13 @@ def test_missing_field_mt_bench(tmp_path):
 # -------------------------------------------------------------- values
 def test_non_numeric_score(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,1\np2,a,high\n")
-    with pytest.raises(DataFormatError, match=r"r\.csv, row 1, column 'score'.*'high'"):
+    with pytest.raises(DataFormatError, match=r"r\.csv, line 3, column 'score': score 'high' is"):
         read_long(f)
 
 
 def test_nan_score(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,\n")
-    with pytest.raises(DataFormatError, match=r"row 0, column 'score'"):
+    with pytest.raises(DataFormatError, match=r"r\.csv, line 2, column 'score': score \(empty\) is"):
         read_long(f)
 
 
@@ -84,7 +84,7 @@ def test_non_numeric_in_matrix_and_json(tmp_path):
 
 def test_score_out_of_range(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,0.5\np2,a,1.5\n")
-    with pytest.raises(DataFormatError, match=r"row 1, column 'score'.*outside.*\[0, 1\]"):
+    with pytest.raises(DataFormatError, match=r"line 3, column 'score'.*outside.*\[0, 1\]"):
         read_long(f, score_range=(0, 1))
     j = tmp_path / "arc_test.json"
     j.write_text(json.dumps([{"question": "q", "scores": {"a": 2.0}}]))
@@ -94,7 +94,7 @@ def test_score_out_of_range(tmp_path):
 
 def test_conflicting_duplicates(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,1\np1,b,0\np1,a,0\n")
-    with pytest.raises(DataFormatError, match=r"r\.csv: rows 0 and 2.*'p1'.*'a'"):
+    with pytest.raises(DataFormatError, match=r"r\.csv: lines 2 and 4.*'p1'.*'a'"):
         read_long(f)
     assert read_long(f, on_duplicate="mean").dense()[0, 0] == 0.5
 
@@ -118,14 +118,14 @@ def test_empty_inputs(tmp_path):
 def test_unknown_prompt_in_records(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,1\np9,a,1\n")
     p = _csv(tmp_path / "p.csv", "prompt_id,text\np1,x\n")
-    with pytest.raises(UnknownIdError, match=r"row 1: prompt id 'p9'"):
+    with pytest.raises(UnknownIdError, match=r"line 3: prompt id 'p9'"):
         read_long(f, prompts=p)
 
 
 def test_prompt_in_prompts_file_unknown_to_records(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,1\n")
     p = _csv(tmp_path / "p.csv", "prompt_id,text\np1,x\np2,y\n")
-    with pytest.raises(UnknownIdError, match=r"p\.csv, row 1: prompt id 'p2' has no record"):
+    with pytest.raises(UnknownIdError, match=r"p\.csv, line 3: prompt id 'p2' has no record"):
         read_long(f, prompts=p)
     assert read_long(f, prompts=p, unknown_ids="keep").n_prompts == 2
 
@@ -133,7 +133,7 @@ def test_prompt_in_prompts_file_unknown_to_records(tmp_path):
 def test_llm_in_llm_file_unknown_to_records(tmp_path):
     f = _csv(tmp_path / "r.csv", "prompt_id,llm,score\np1,a,1\n")
     m = _csv(tmp_path / "llms.csv", "name,params_b\na,7\ngpt-9,1000\n")
-    with pytest.raises(UnknownIdError, match=r"llms\.csv, row 1: LLM 'gpt-9'"):
+    with pytest.raises(UnknownIdError, match=r"llms\.csv, line 3: LLM 'gpt-9'"):
         read_long(f, llms=m)
 
 

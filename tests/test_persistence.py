@@ -37,7 +37,7 @@ def test_round_trip_knn(saved, knn, synth):
     man = json.loads((saved / "manifest.json").read_text())
     assert man["format_version"] == router_base.MODEL_FORMAT_VERSION
     assert man["router"] == "knn" and man["params"]["k"] == 5
-    assert set(man["files"]) == {"router.npz", "encoder.npz"}
+    assert set(man["files"]) == {"router.npz", "encoder.npz", "train_prompts.npz"}
     assert man["featurizer"]["encoder_fingerprint"] == knn.featurizer_.encoder.fingerprint
     r2 = load_router(saved)
     np.testing.assert_array_equal(r2.score(PROMPTS), knn.score(PROMPTS))

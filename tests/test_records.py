@@ -62,7 +62,7 @@ def test_from_long_keeps_table_only_ids(rec):
 def test_from_long_duplicates():
     df = pd.DataFrame({"prompt_id": ["p", "p", "p"], "llm": ["a", "a", "a"],
                        "score": [1.0, 0.0, 0.5]})
-    with pytest.raises(DataFormatError, match="rows 0 and 1.*conflicting"):
+    with pytest.raises(DataFormatError, match="rows 1 and 2.*conflicting"):
         PerformanceRecords.from_long(df)
     mean = PerformanceRecords.from_long(df, on_duplicate="mean")
     assert mean.dense()[0, 0] == pytest.approx(0.5)
@@ -77,11 +77,11 @@ def test_from_long_duplicates():
     (pd.DataFrame({"prompt_id": ["p"], "model": ["a"], "score": [1.0]}), "missing column"),
     (pd.DataFrame({"prompt_id": [], "llm": [], "score": []}), "empty"),
     (pd.DataFrame({"prompt_id": ["p", "q"], "llm": ["a", "a"], "score": [1.0, "x"]}),
-     "row 1, column 'score'"),
+     "row 2, column 'score': score 'x'"),
     (pd.DataFrame({"prompt_id": ["p", "q"], "llm": ["a", "a"], "score": [1.0, np.inf]}),
-     "row 1"),
+     "row 2, column 'score': score inf"),
     (pd.DataFrame({"prompt_id": ["p", None], "llm": ["a", "a"], "score": [1.0, 0.0]}),
-     "empty id at row 1"),
+     "empty id at row 2"),
     (pd.DataFrame({"prompt_id": ["p"], "llm": ["a"], "score": [1.0], "cost": ["?"]}),
      "column 'cost'"),
 ])
@@ -93,7 +93,7 @@ def test_from_long_format_errors(df, match):
 def test_from_long_range_and_unknown_ids():
     df = _long()
     df.loc[3, "score"] = 2.0
-    with pytest.raises(DataFormatError, match="row 3.*outside the declared range"):
+    with pytest.raises(DataFormatError, match="row 4.*outside the declared range"):
         PerformanceRecords.from_long(df, score_range=(0, 1), source="f.csv")
     with pytest.raises(UnknownIdError, match="prompt id 'p3'"):
         PerformanceRecords.from_long(_long(), pd.DataFrame({"prompt_id": ["p1", "p2"]}))
@@ -107,7 +107,7 @@ def test_constructor_errors():
     llms = pd.DataFrame({"name": ["a", "b"]})
     with pytest.raises(DataFormatError, match="shape"):
         PerformanceRecords(np.ones((3, 2)), pd.DataFrame({"prompt_id": ["p", "q"]}), llms)
-    with pytest.raises(DataFormatError, match="duplicate prompt_id 'p' at row 1"):
+    with pytest.raises(DataFormatError, match="duplicate prompt_id 'p' at row 2"):
         PerformanceRecords(np.ones((2, 2)), pd.DataFrame({"prompt_id": ["p", "p"]}), llms)
     with pytest.raises(DataFormatError, match="no column 'name'"):
         PerformanceRecords(np.ones((1, 2)), pd.DataFrame({"prompt_id": ["p"]}),

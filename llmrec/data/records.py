@@ -52,11 +52,32 @@ def infer_score_kind(scores, score_range: tuple[float, float] | None = None) -> 
     return "judge"
 
 
-def _as_str_ids(values: Iterable, what: str) -> np.ndarray:
+def _where(df, row: int) -> str:
+    """Position of 0-based table row ``row`` for a message: the file's 1-based line when
+    the reader recorded where the data starts (``df.attrs["first_line"]``: 2 for a CSV
+    with a header, 1 for JSONL), else the 1-based row."""
+    first = getattr(df, "attrs", {}).get("first_line") if df is not None else None
+    return f"line {row + first}" if first else f"row {row + 1}"
+
+
+def _plain(value) -> str:
+    """A cell value as the file shows it: 'high', 3.5, (empty) -- never np.float64(nan)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "(empty)"
+    if isinstance(value, np.generic):
+        value = value.item()
+        if isinstance(value, float) and np.isnan(value):
+            return "(empty)"
+    if isinstance(value, str):
+        return repr(value) if value.strip() else "(empty)"
+    return str(value)
+
+
+def _as_str_ids(values: Iterable, what: str, df=None) -> np.ndarray:
     arr = pd.Series(list(values) if not isinstance(values, pd.Series) else values)
     if arr.isna().any():
         row = int(np.flatnonzero(arr.isna().to_numpy())[0])
-        raise DataFormatError(f"{what}: empty id at row {row}; every row needs an id")
+        raise DataFormatError(f"{what}: empty id at {_where(df, row)}; every row needs an id")
     return arr.astype(str).to_numpy(dtype=object)
 
 
@@ -162,13 +183,16 @@ class PerformanceRecords:
             raise DataFormatError(
                 f"{what} table has no column '{key}' (columns: {list(table.columns)}); "
                 f"rename the id column to '{key}'")
+        attrs = dict(table.attrs)
         table = table.reset_index(drop=True).copy()
-        table[key] = _as_str_ids(table[key], f"{what} column '{key}'")
+        table.attrs.update(attrs)
+        table[key] = _as_str_ids(table[key], f"{what} column '{key}'", table)
         dup = table[key].duplicated()
         if dup.any():
             row = int(np.flatnonzero(dup.to_numpy())[0])
             raise DataFormatError(
-                f"{what} table: duplicate {key} '{table[key].iloc[row]}' at row {row}; "
+                f"{what} table: duplicate {key} '{table[key].iloc[row]}' at "
+                f"{_where(table, row)}; "
                 f"ids must be unique")
         return table
 
@@ -519,16 +543,19 @@ class PerformanceRecords:
                 f"Rename them or pass prompt_col=/llm_col=/score_col=")
         if len(df) == 0:
             raise DataFormatError(f"{source}: no records (empty table)")
+        attrs = dict(df.attrs)
         df = df.reset_index(drop=True)
-        pid = _as_str_ids(df[prompt_col], f"{source}, column '{prompt_col}'")
-        lid = _as_str_ids(df[llm_col], f"{source}, column '{llm_col}'")
+        df.attrs.update(attrs)
+        pid = _as_str_ids(df[prompt_col], f"{source}, column '{prompt_col}'", df)
+        lid = _as_str_ids(df[llm_col], f"{source}, column '{llm_col}'", df)
         score = pd.to_numeric(df[score_col], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(score)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataFormatError(
-                f"{source}, row {row}, column '{score_col}': score {df[score_col].iloc[row]!r} "
-                "is not a finite number; fix or drop that row")
+                f"{source}, {_where(df, row)}, column '{score_col}': score "
+                f"{_plain(df[score_col].iloc[row])} is not a finite number; fix or drop that "
+                "row")
         has_cost = cost_col is not None and cost_col in df.columns
         cost = None
         if has_cost:
@@ -536,16 +563,17 @@ class PerformanceRecords:
             badc = ~np.isfinite(cost)
             if badc.any():
                 row = int(np.flatnonzero(badc)[0])
-                raise DataFormatError(f"{source}, row {row}, column '{cost_col}': cost "
-                                      f"{df[cost_col].iloc[row]!r} is not a finite number")
+                raise DataFormatError(f"{source}, {_where(df, row)}, column '{cost_col}': cost "
+                                      f"{_plain(df[cost_col].iloc[row])} is not a finite "
+                                      "number")
         if score_range is not None:
             lo, hi = score_range
             out = (score < lo) | (score > hi)
             if out.any():
                 row = int(np.flatnonzero(out)[0])
                 raise DataFormatError(
-                    f"{source}, row {row}, column '{score_col}': score {score[row]:g} is outside "
-                    f"the declared range [{lo}, {hi}]")
+                    f"{source}, {_where(df, row)}, column '{score_col}': score {score[row]:g} "
+                    f"is outside the declared range [{lo}, {hi}]")
 
         # id maps: tables first (their order), then first appearance in the records
         if prompts is not None:
@@ -564,11 +592,12 @@ class PerformanceRecords:
         c = l_map.get_indexer(lid)
         if (r < 0).any():
             row = int(np.flatnonzero(r < 0)[0])
-            raise UnknownIdError(f"{source}, row {row}: prompt id '{pid[row]}' is not in the "
-                                 "prompts table; add it there or drop the record")
+            raise UnknownIdError(f"{source}, {_where(df, row)}: prompt id '{pid[row]}' is not "
+                                 "in the prompts table; add it there or drop the record")
         if (c < 0).any():
             row = int(np.flatnonzero(c < 0)[0])
-            raise UnknownIdError(f"{source}, row {row}: LLM '{lid[row]}' is not in the LLM "
+            raise UnknownIdError(f"{source}, {_where(df, row)}: LLM '{lid[row]}' is not in the "
+                                 "LLM "
                                  "table; add it there or drop the record")
 
         # duplicates
@@ -583,9 +612,11 @@ class PerformanceRecords:
                 j = int(np.flatnonzero(conflict)[0])
                 a, b = int(order[j]), int(order[j + 1])
                 raise DataFormatError(
-                    f"{source}: rows {a} and {b} give prompt '{pid[a]}', LLM '{lid[a]}' "
+                    f"{source}: {_where(df, a).split()[0]}s {_where(df, a).split()[-1]} and "
+                    f"{_where(df, b).split()[-1]} give prompt "
+                    f"'{pid[a]}', LLM '{lid[a]}' "
                     f"conflicting scores {score[a]:g} and {score[b]:g}; remove one or pass "
-                    "on_duplicate='mean'")
+                    "on_duplicate='mean' (llmrec: --on-duplicate mean)")
             if on_duplicate not in ("error", "mean", "first"):
                 raise DataFormatError(f"on_duplicate must be 'error', 'mean' or 'first', "
                                       f"got {on_duplicate!r}")

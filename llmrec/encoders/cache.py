@@ -46,6 +46,22 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def default_cache_dir() -> Path:
+    """Where the command line keeps embeddings: ``emb/`` under llmrec's cache root,
+    ``$LLMREC_CACHE``, else ``$XDG_CACHE_HOME/llmrec``, else ``~/.cache/llmrec``.
+
+    Examples
+    --------
+    >>> default_cache_dir().name != ""
+    True
+    """
+    env = os.environ.get("LLMREC_CACHE")
+    if env:
+        return Path(env).expanduser() / "emb"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec" / "emb"
+
+
 def _safe_dirname(fingerprint: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", fingerprint).strip("._") or "encoder"
     if len(safe) > 80 or safe != fingerprint:
@@ -358,4 +374,4 @@ class CachedEncoder(Encoder):
         return f"CachedEncoder({self.encoder!r}, cache_dir={str(self.cache_dir)!r})"
 
 
-__all__ = ["EmbeddingCache", "CachedEncoder", "text_key"]
+__all__ = ["EmbeddingCache", "CachedEncoder", "text_key", "default_cache_dir"]

@@ -218,8 +218,13 @@ class SentenceTransformerEncoder(Encoder):
                 "encoded (raise max_seq_length up to the model's limit to keep more). "
                 "This warning is shown once per encoder; see last_truncated_.",
                 UserWarning, stacklevel=4)
-        X = st.encode(texts, batch_size=int(self.batch_size), show_progress_bar=bool(show),
-                      convert_to_numpy=True, normalize_embeddings=bool(self.normalize))
+        from .._progress import _mode, stage
+        mode = _mode(bool(show))  # a bar on a terminal, a line per stage in a log, -q: none
+        with stage(f"encode {len(texts)} prompts ({self.name})",
+                   show=mode == "lines"):
+            X = st.encode(texts, batch_size=int(self.batch_size),
+                          show_progress_bar=mode == "bar", convert_to_numpy=True,
+                          normalize_embeddings=bool(self.normalize))
         return np.asarray(X, dtype=np.float32)
 
     def encode(self, texts, show_progress: bool | None = None) -> np.ndarray:

@@ -103,7 +103,7 @@ def run_demo(out_dir="demo_out", seed: int = 0, quiet: bool = False, *, out=None
             top3[p] = [[str(n), float(s)] for n, s in zip(ns, ss)]
             _say(quiet, f"  {p[:60]}\n    " + ", ".join(f"{n} ({s:.3f})"
                                                         for n, s in zip(ns, ss)))
-    sc_routers = [r for r in ("best-single", "knn", "als") if r in routers]
+    sc_routers = list(routers)  # every compared router (oracle and random are added)
     sizes = sorted({s for s in (2, 3, 5, 7) if s < rec.n_llms} | {rec.n_llms})
     sc = P.scaling_curve(rec, sc_routers, sizes=sizes, n_repeats=2, encoder=enc, seed=seed,
                          show_progress=progress)

@@ -219,8 +219,8 @@ def _pool_metrics(label, name, router, S, truth, reference, seed, n_boot, n_draw
 
 
 def _progress(total: int, desc: str, show: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    from .._progress import progress
+    return progress(total=total, desc=desc, show=show)
 
 
 def _failed(label: str, e: Exception) -> dict:

@@ -122,6 +122,7 @@ class _Expert:
             r.llm_costs_ = None
             r.featurizer_ = None
             r.train_summary_ = {}
+            r._show_progress = False
             r._fit(records, X if r.needs_text else None, None, None)
             self.router_ = r
         return self
@@ -342,7 +343,9 @@ class AutoRouter(Router):
         k = min(int(self.n_folds), n)
         folds = rng.permutation(np.arange(n) % k)
         oof = np.zeros((n, len(kept), m), np.float32)
-        for f in range(k):
+        from .._progress import progress
+        for f in progress(range(k), desc="auto: out-of-fold candidates", unit="folds",
+                          show=getattr(self, "_show_progress", None)):
             tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             sub = records.select_prompts(tr)
             g_te = {c: v[te] for c, v in groups.items()}

@@ -174,6 +174,11 @@ class Router:
                                "score_range": getattr(train, "score_range", None)}
         from .signal import warn_constant_llms
         warn_constant_llms(train, f"{type(self).__name__}.fit")
+        # which prompts the model has seen: `llmrec evaluate` warns about overlap
+        ids_h, text_h = prompt_hashes(train)
+        self.train_prompt_hashes_ = {"ids": np.unique(ids_h), "texts": np.unique(text_h)}
+        self.train_summary_["prompt_fingerprint"] = hashlib.sha256(
+            self.train_prompt_hashes_["ids"].tobytes()).hexdigest()[:16]
         X = X_val = None
         self.featurizer_ = None
         if self.needs_text:
@@ -183,6 +188,7 @@ class Router:
             X = self.featurizer_.transform(train, show_progress=show_progress)
             if val_records is not None:
                 X_val = self.featurizer_.transform(val_records, show_progress=show_progress)
+        self._show_progress = show_progress  # read by the epoch / grid loops of _fit
         self._fit(train, X, val_records, X_val)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -408,6 +414,10 @@ class Router:
             state, arrays = self._get_state()
             np.savez(tmp / "router.npz", **arrays)
             files = {"router.npz": _sha256(tmp / "router.npz")}
+            seen = getattr(self, "train_prompt_hashes_", None)
+            if seen is not None:
+                np.savez(tmp / "train_prompts.npz", **seen)
+                files["train_prompts.npz"] = _sha256(tmp / "train_prompts.npz")
             feat = None
             if self.featurizer_ is not None:
                 feat = self.featurizer_.get_config()
@@ -470,6 +480,8 @@ class Router:
             router.train_summary_ = man.get("train_summary", {})
             if man.get("tuning"):
                 router.tuning_ = man["tuning"]
+            if "train_prompts.npz" in man.get("files", {}):
+                router.train_prompt_hashes_ = _load_npz(path / "train_prompts.npz")
             router.featurizer_ = None
             if man.get("featurizer") is not None:
                 enc_arrays = _load_npz(path / "encoder.npz")
@@ -501,6 +513,31 @@ class Router:
 def load_router(path: str | os.PathLike, encoder=None) -> Router:
     """Load any saved router (see :meth:`Router.load`)."""
     return Router.load(path, encoder=encoder)
+
+
+def prompt_hashes(records: PerformanceRecords) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of each prompt's id and text (0 for an empty text).
+
+    A saved router keeps the sorted hashes of its training prompts
+    (``train_prompts.npz``), so that an evaluation can count test prompts it was
+    trained on without storing the texts.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> ids, texts = prompt_hashes(make_synthetic(3, 2, seed=0))
+    >>> ids.dtype.name, len(texts)
+    ('uint64', 3)
+    """
+    def h(values, empty_zero):
+        out = np.zeros(len(values), dtype=np.uint64)
+        for i, v in enumerate(values):
+            if empty_zero and not v:
+                continue
+            out[i] = int.from_bytes(hashlib.blake2b(str(v).encode("utf-8"),
+                                                    digest_size=8).digest(), "little") or 1
+        return out
+    return h(list(records.prompt_ids), False), h(records.texts, True)
 
 
 def _sha256(path: Path) -> str:

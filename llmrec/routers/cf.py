@@ -40,16 +40,19 @@ from .base import Router, register_router
 from .coldstart import FeatureToFactorMap
 
 
-def _fit_quietly(make_model, matrix):
+def _fit_quietly(make_model, matrix, desc: str = "implicit fit", show=None):
     """Build and fit an implicit model with BLAS limited to one thread.
 
     implicit checks the BLAS thread count when the model is constructed and warns
-    when it is above one, so construction happens inside the limit too.
+    when it is above one, so construction happens inside the limit too. Progress:
+    implicit's own bar on a terminal, a line per stage in a log, nothing with -q.
     """
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, "blas"):
+    from .._progress import _mode, stage
+    mode = _mode(show)
+    with threadpool_limits(1, "blas"), stage(desc, show=show if mode == "lines" else False):
         model = make_model()
-        model.fit(matrix, show_progress=False)
+        model.fit(matrix, show_progress=mode == "bar")
     return model
 
 
@@ -233,7 +236,9 @@ class ALSRouter(_ImplicitMFRouter):
         model = _fit_quietly(lambda: AlternatingLeastSquares(factors=int(self.factors),
                                         regularization=float(self.regularization), alpha=1.0,
                                         iterations=int(self.iterations), num_threads=1,
-                                        random_state=self.random_state), conf)
+                                        random_state=self.random_state), conf,
+                             f"als {int(self.iterations)} iterations",
+                             getattr(self, "_show_progress", None))
         U = _to_numpy(model.user_factors)
         self.item_factors_ = _to_numpy(model.item_factors)
         self._fit_map(X, U)
@@ -338,7 +343,9 @@ class BPRRouter(_ImplicitMFRouter):
                                             regularization=float(self.regularization),
                                             iterations=int(self.iterations), num_threads=1,
                                             verify_negative_samples=True,
-                                            random_state=self.random_state), pos)
+                                            random_state=self.random_state), pos,
+                             f"bpr {int(self.iterations)} iterations",
+                             getattr(self, "_show_progress", None))
         U = _to_numpy(model.user_factors)
         self.item_factors_ = _to_numpy(model.item_factors)
         n_pos = np.diff(pos.indptr)

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._progress import progress
 from ..data.records import PerformanceRecords
 from ..errors import ConfigError, ModelFormatError
 from .base import Router, register_router
@@ -89,6 +90,12 @@ def _column_means(dense: np.ndarray, obs: np.ndarray) -> np.ndarray:
     s = np.where(obs, dense, 0.0).sum(axis=0, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+
+def _grid_progress(router, grid, what: str):
+    """The values of a validation grid, with a progress display (llmrec._progress)."""
+    return progress(list(grid), desc=f"{router.name} {what} grid",
+                    show=getattr(router, "_show_progress", None), unit="values")
 
 
 def _check_grid(grid, name: str, val, cast=float) -> list | None:
@@ -191,7 +198,7 @@ class KnnRouter(_TunedRouter):
         if grid is not None:
             idx = self._neighbours(X_val, max(grid))
             truth = val.dense()
-            for kk in grid:
+            for kk in _grid_progress(self, grid, "k"):
                 self.val_mu_[kk] = validation_mu(self._aggregate(idx[:, :kk]), truth)
             self.k_ = int(_pick_best(self.val_mu_))
 
@@ -329,7 +336,7 @@ class LinearRouter(_TunedRouter):
         self.alpha_ = float(self.alpha)
         if grid is not None:
             truth = val.dense()
-            for a in grid:
+            for a in _grid_progress(self, grid, "alpha"):
                 coef, b = _ridge_masked(X, dense, obs, a)
                 self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
             self.alpha_ = float(_pick_best(self.val_mu_))
@@ -467,7 +474,8 @@ class MLPRouter(Router):
         best_mu, best_state, stale = -np.inf, None, 0
         self.val_mu_ = {}
         self.n_epochs_ = 0
-        for epoch in range(int(self.max_epochs)):
+        for epoch in progress(range(int(self.max_epochs)), desc=f"{self.name} epochs",
+                              show=getattr(self, "_show_progress", None), unit="epochs"):
             net.train()
             perm = torch.randperm(n, generator=g)
             for s in range(0, n, bs):
@@ -595,7 +603,7 @@ class ClusterRouter(_TunedRouter):
         self.n_clusters_ = int(self.n_clusters)
         if grid is not None:
             truth = val.dense()
-            for c in grid:
+            for c in _grid_progress(self, grid, "n_clusters"):
                 centres, cs = self._fit_one(X, dense, obs, c)
                 self.val_mu_[c] = validation_mu(cs[self._assign(X_val, centres)], truth)
             self.n_clusters_ = int(_pick_best(self.val_mu_))
@@ -755,7 +763,7 @@ class MLCRouter(_TunedRouter):
         self.C_ = float(self.C)
         if grid is not None:
             truth = val.dense()
-            for c in grid:
+            for c in _grid_progress(self, grid, "C"):
                 coef, b = self._fit_heads(X, y, obs, c, w)
                 self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth)
             self.C_ = float(_pick_best(self.val_mu_))

@@ -186,8 +186,18 @@ class LightFMRouter(Router):
                         learning_rate=float(self.learning_rate),
                         item_alpha=float(self.item_alpha), user_alpha=float(self.user_alpha),
                         random_state=self.random_state)
-        model.fit(inter, user_features=UF, item_features=IF, epochs=int(self.epochs),
-                  num_threads=1, sample_weight=weights)
+        from .._progress import progress
+        # fit() = reset + fit_partial(epochs); one epoch at a time gives the same weights
+        # (same random stream) and a progress display
+        with progress(total=int(self.epochs), desc="lightfm epochs", unit="epochs",
+                      show=getattr(self, "_show_progress", None)) as bar:
+            model.fit(inter, user_features=UF, item_features=IF, epochs=1, num_threads=1,
+                      sample_weight=weights)
+            bar.update()
+            for _ in range(int(self.epochs) - 1):
+                model.fit_partial(inter, user_features=UF, item_features=IF, epochs=1,
+                                  num_threads=1, sample_weight=weights)
+                bar.update()
         self.user_embeddings_ = np.asarray(model.user_embeddings, np.float32)
         self.user_biases_ = np.asarray(model.user_biases, np.float32)
         ib, ie = model.get_item_representations(IF)

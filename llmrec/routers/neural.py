@@ -150,7 +150,7 @@ class _NeuralRouter(Router):
         observed cells); training stops after ``patience`` epochs without
         improvement and the best epoch's weights are kept.
         """
-        self._show_progress = bool(show_progress)
+        self._show_progress = show_progress
         return super().fit(train, encoder=encoder, val_records=val_records,
                            side_features=side_features, show_progress=show_progress)
 
@@ -206,7 +206,7 @@ class _NeuralRouter(Router):
         return (bce * M).sum() / M.sum().clamp_min(1.0)
 
     def _train(self, torch, model, X, records, X_val, val):
-        from tqdm.auto import tqdm
+        from .._progress import progress
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         n = Xt.shape[0]
         opt = torch.optim.Adam(model.parameters(), lr=float(self.lr),
@@ -220,7 +220,8 @@ class _NeuralRouter(Router):
         self.history_ = {"train_loss": [], "val_loss": []}
         best, best_state, bad_epochs = np.inf, None, 0
         self.best_epoch_ = int(self.epochs)
-        bar = tqdm(range(int(self.epochs)), desc=self.name, disable=not self._show_progress)
+        bar = progress(range(int(self.epochs)), desc=f"{self.name} epochs",
+                       show=self._show_progress, unit="epochs")
         for epoch in bar:
             model.train()
             perm = torch.randperm(n, generator=gen).numpy()
@@ -253,6 +254,7 @@ class _NeuralRouter(Router):
                 bad_epochs += 1
                 if self.patience is not None and bad_epochs >= self.patience:
                     break
+        bar.close()
         if best_state is not None:
             model.load_state_dict(best_state)
 

@@ -98,7 +98,8 @@ def _mu(router: Router, val: PerformanceRecords) -> float:
 def tune_router(name: str, train: PerformanceRecords, encoder=None,
                 grid: Mapping[str, Sequence] | None = None, params: Mapping[str, Any] | None = None,
                 val_share: float = 0.1, seed: int = 0, side_features: Sequence[str] = (),
-                show_progress: bool | None = None) -> Router:
+                show_progress: bool | None = None, val_records: PerformanceRecords | None = None
+                ) -> Router:
     """Fit ``name`` with its main settings picked on validation prompts from ``train``.
 
     Parameters
@@ -117,6 +118,9 @@ def tune_router(name: str, train: PerformanceRecords, encoder=None,
         Fixed parameters for every fit.
     val_share : float
         Share of the training prompts used for validation.
+    val_records : PerformanceRecords, optional
+        Validation prompts to use instead of a share of ``train`` (never test
+        prompts); the final refit is then on ``train`` alone.
 
     Returns
     -------
@@ -145,11 +149,15 @@ def tune_router(name: str, train: PerformanceRecords, encoder=None,
     for k in keys:
         if not isinstance(grid[k], (list, tuple)) or not grid[k]:
             raise ConfigError(f"grid[{k!r}] must be a non-empty list of values")
-    rng = np.random.default_rng(seed)
-    n_val = max(1, int(round(float(val_share) * train.n_prompts)))
-    perm = rng.permutation(train.n_prompts)
-    val, fit = train.select_prompts(np.sort(perm[:n_val])), \
-        train.select_prompts(np.sort(perm[n_val:]))
+    if val_records is not None:
+        val, fit = val_records, train
+        n_val = val.n_prompts
+    else:
+        rng = np.random.default_rng(seed)
+        n_val = max(1, int(round(float(val_share) * train.n_prompts)))
+        perm = rng.permutation(train.n_prompts)
+        val, fit = train.select_prompts(np.sort(perm[:n_val])), \
+            train.select_prompts(np.sort(perm[n_val:]))
     results = []
     if make_router(name, **params).needs_text:  # fit the encoder once, encode each prompt once
         from ..encoders import make_encoder
@@ -157,7 +165,9 @@ def tune_router(name: str, train: PerformanceRecords, encoder=None,
         if enc.requires_fit and not enc.is_fitted:
             enc.fit(train.texts)
         encoder = _MemoEncoder(enc)
-    for values in itertools.product(*(grid[k] for k in keys)):
+    from .._progress import progress
+    points = list(itertools.product(*(grid[k] for k in keys)))
+    for values in progress(points, desc=f"tuning {name}", unit="fits", show=show_progress):
         point = {k: (tuple(v) if isinstance(v, list) else v) for k, v in zip(keys, values)}
         r = make_router(name, **{**params, **point})
         t1 = time.perf_counter()
@@ -174,8 +184,12 @@ def tune_router(name: str, train: PerformanceRecords, encoder=None,
         chosen[_EPOCH_PARAM[name]] = max(1, results[best]["best_epoch"])
     router = make_router(name, **{**params, **chosen})
     router.fit(train, encoder=encoder, side_features=side_features, show_progress=show_progress)
+    feat = getattr(router, "featurizer_", None)
+    if feat is not None and isinstance(feat.encoder, _MemoEncoder):
+        feat.encoder = feat.encoder.inner  # the model keeps the real encoder
     router.tuning_ = {"grid": {k: list(v) for k, v in grid.items()}, "results": results,
-                      "chosen": chosen, "val_share": float(val_share), "n_val": n_val,
+                      "chosen": chosen, "n_val": n_val,
+                      "val_share": None if val_records is not None else float(val_share),
                       "seed": int(seed), "seconds": time.perf_counter() - t0}
     return router
 

@@ -47,7 +47,23 @@ def read_table(path, what: str = "table", **kw) -> pd.DataFrame:
         raise DataFormatError(f"{p}: cannot read {what} ({type(e).__name__}: {e}); the file "
                               "is corrupt or truncated, or not in the format its suffix says"
                               ) from None
+    _note_first_line(df, suf)
     return df
+
+
+def _note_first_line(df: pd.DataFrame, suf: str) -> None:
+    """Record the file line of the first data row (``df.attrs["first_line"]``), so that
+    error messages name the line a user sees in an editor: 2 for a CSV (after the
+    header), 1 for JSONL. Left out when a text cell spans several lines (the mapping
+    would be wrong); messages then give the 1-based row."""
+    if suf not in (".csv", ".tsv", ".txt", ".jsonl"):
+        return
+    if suf != ".jsonl":
+        for c in df.columns:
+            col = df[c]
+            if col.dtype == object and col.astype(str).str.contains("\n", regex=False).any():
+                return
+    df.attrs["first_line"] = 1 if suf == ".jsonl" else 2
 
 
 def read_json(path, what: str = "JSON file"):

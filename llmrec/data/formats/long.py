@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..._atomic import atomic_directory
 from ...errors import ConfigError, DataFormatError, UnknownIdError
-from ..records import PerformanceRecords, _table_for_parquet
+from ..records import PerformanceRecords, _table_for_parquet, _where
 from ._io import as_path, find_table, read_table, require_columns
 
 _FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
@@ -115,6 +115,7 @@ def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
         # a single file may carry the prompt text (and benchmark/category) on each row:
         # the first row of each prompt gives its prompt table entry
         cols = [c for c in ("text", "benchmark", "category") if c in df.columns]
+        _check_one_text_per_prompt(df, prompt_col, rec_p)
         ptab = (df[[prompt_col] + cols].drop_duplicates(prompt_col)
                 .rename(columns={prompt_col: "prompt_id"}).reset_index(drop=True))
     ltab = _load_side_table(llms, ("name", llm_col), "name", "LLM")
@@ -132,6 +133,24 @@ def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
     if unknown_ids == "error":
         _check_no_extra(rec, ptab, ltab, prompts, llms)
     return rec
+
+
+def _check_one_text_per_prompt(df: pd.DataFrame, prompt_col: str, source) -> None:
+    """One prompt id given two different texts is an error (which text would a router
+    learn from?), naming both lines."""
+    t = df["text"]
+    ok = t.notna() & (t.astype(str).str.strip() != "")
+    sub = df.loc[ok, [prompt_col, "text"]]
+    first = sub.drop_duplicates(prompt_col).set_index(prompt_col)["text"]
+    other = sub["text"].to_numpy() != first.reindex(sub[prompt_col]).to_numpy()
+    if other.any():
+        j = int(np.flatnonzero(other)[0])
+        row_b = int(sub.index[j])
+        pid = sub[prompt_col].iloc[j]
+        row_a = int(sub.index[(sub[prompt_col] == pid).to_numpy()][0])
+        raise DataFormatError(
+            f"{source}: prompt id '{pid}' has two different texts ({_where(df, row_a)} and "
+            f"{_where(df, row_b)}, column 'text'); give each prompt one text or distinct ids")
 
 
 def _load_side_table(tab, id_cols, key: str, what: str) -> pd.DataFrame | None:
@@ -164,7 +183,7 @@ def _check_no_extra(rec: PerformanceRecords, ptab, ltab, prompts, llms) -> None:
         if (counts == 0).any():
             row = int(np.flatnonzero(counts == 0)[0])
             raise UnknownIdError(
-                f"{ptab.attrs.get('source', prompts)}, row {row}: prompt id "
+                f"{ptab.attrs.get('source', prompts)}, {_where(ptab, row)}: prompt id "
                 f"'{rec.prompt_ids[row]}' has no record in the records table; fix the id or "
                 "pass unknown_ids='keep' to keep prompts without records")
     if ltab is not None:
@@ -172,7 +191,7 @@ def _check_no_extra(rec: PerformanceRecords, ptab, ltab, prompts, llms) -> None:
         if (counts == 0).any():
             row = int(np.flatnonzero(counts == 0)[0])
             raise UnknownIdError(
-                f"{ltab.attrs.get('source', llms)}, row {row}: LLM '{rec.llm_names[row]}' has "
+                f"{ltab.attrs.get('source', llms)}, {_where(ltab, row)}: LLM '{rec.llm_names[row]}' has "
                 "no record in the records table; fix the name or pass unknown_ids='keep' to "
                 "keep LLMs known only by their metadata")
 
