@@ -55,9 +55,18 @@ app.add_typer(data_app, name="data")
 _OPTS = {"debug": False, "quiet": False}
 
 
+def _show_version(value: bool):
+    if value:
+        from ._version import __version__
+        typer.echo(f"llmrec {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks on errors"),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars")):
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+          version: bool = typer.Option(False, "--version", callback=_show_version,
+                                       is_eager=True, help="print the version and exit")):
     _OPTS["debug"] = debug or _OPTS["debug"]
     _OPTS["quiet"] = quiet
     _prog.set_quiet(quiet)
@@ -565,7 +574,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                                 help="encoder setting key=value, e.g. dim=64"),
         side_feature: List[str] = typer.Option([], "--side-feature",
                                                help="benchmark|category|length (repeatable)"),
-        out: Path = typer.Option(..., "--out", help="model directory to write"),
+        out: Optional[Path] = typer.Option(None, "--out", help="model directory to write "
+                                           "(required unless --dry-run)"),
         warm_start: Optional[Path] = typer.Option(None, "--warm-start",
                                                   help="saved model to start from"),
         on_duplicate: str = typer.Option("error", "--on-duplicate", help=ON_DUPLICATE_HELP),
@@ -573,12 +583,25 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         val: Optional[str] = typer.Option(None, "--val",
                                           help="validation records for routers that tune a "
                                                "grid or stop early, e.g. splits/val"),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="fit samples of the data and print the estimated "
+                                          "time and peak memory of the fit; write nothing"),
+        max_minutes: Optional[float] = typer.Option(
+            None, "--max-minutes", min=0.0,
+            help="estimate the fit first (as --dry-run) and refuse it when the estimate "
+                 "is above this many CPU minutes"),
         tune: bool = typer.Option(False, "--tune", help="pick the router's main settings on "
                                   "validation prompts (--val, else a share of the training "
                                   "prompts; grids: llmrec.routers.tuning.DEFAULT_GRIDS)")):
     from .data.records import PerformanceRecords
-    from .routers import ROUTERS, make_router
-    _out_dir(out)
+    from .routers import ROUTERS, available_routers, make_router
+    if out is None and not dry_run:
+        raise ConfigError("--out is required (the model directory to write), or pass "
+                          "--dry-run to only estimate the cost")
+    if dry_run and warm_start is not None:
+        raise ConfigError("--dry-run estimates a fresh fit; drop --warm-start")
+    if out is not None:
+        _out_dir(out)
     # every option is checked before any data is read
     if router is None and warm_start is None:
         router = "auto"  # stacked candidates with a no-regret guard (docs/routers/auto.md)
@@ -613,8 +636,9 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             except ValueError:
                 raise DataFormatError(f"{info_p}: corrupt JSON") from None
         if hasattr(old, "partial_fit"):
-            r = old.set_params(**params).partial_fit(PerformanceRecords.concat(parts)
-                                                     if len(parts) > 1 else parts[0])
+            new = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+            r = old.set_params(**params).partial_fit(new)
+            _remember_prompts(r, new)
             how = "partial_fit"
             data_specs = old_specs + data_specs
         else:
@@ -638,6 +662,21 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                 side = side or list(old.featurizer_.side_features)
     train = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
     source = ", ".join(data)
+    if dry_run or max_minutes is not None:
+        from .routers.cost import _fmt_seconds, estimate_fit_cost
+        needs_text = getattr(ROUTERS.get(router), "needs_text", False)
+        est_enc = enc_obj if enc_obj is not None else (
+            _make_encoder("tfidf", []) if needs_text else None)
+        est = estimate_fit_cost(make_router(router, **params), train, encoder=est_enc,
+                                side_features=side)
+        if dry_run:
+            _echo(est.summary())
+            return
+        if est.seconds > max_minutes * 60:
+            raise CapabilityError(
+                f"the {router} fit would take about {_fmt_seconds(est.seconds)} of CPU "
+                f"(estimated from sample fits), above --max-minutes {max_minutes:g}; see "
+                "docs/scaling.md for routers that fit this size, or raise --max-minutes")
     if how != "partial_fit":
         if getattr(ROUTERS.get(router), "needs_text", False):
             _require_text(train, source, f"router {router!r}")
@@ -674,6 +713,19 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
          "n_observed": train.n_observed}, indent=2))
     _echo(f"{how}: {router} on {train.n_prompts} prompts x {train.n_llms} LLMs "
           f"({train.n_observed:,} records) -> {out}")
+
+
+def _remember_prompts(router, records) -> None:
+    """Add ``records``' prompts to those the router was trained on (for ``evaluate``'s
+    overlap count) after a ``partial_fit``."""
+    import numpy as np
+    from .routers.base import prompt_hashes
+    known = getattr(router, "train_prompt_hashes_", None)
+    if known is None:
+        return
+    ids, texts = prompt_hashes(records)
+    router.train_prompt_hashes_ = {"ids": np.union1d(known["ids"], ids),
+                                   "texts": np.union1d(known["texts"], texts)}
 
 
 def _data_spec(spec: str) -> str:
@@ -767,18 +819,47 @@ def recommend(prompts: List[str] = typer.Argument(None, help="prompt texts"),
              "successful LLM. Prompts the model was trained on are counted and reported "
              "(a warning: the figures are then not those of unseen prompts); "
              "--exclude-train drops them.\n\n"
+             "With --logs DECISIONS instead of --data: off-policy estimates (IPS, SNIPS, "
+             "DM, DR, with bootstrap intervals and effective sample size) of the model's "
+             "mean score from a service's decision log (llmrec.evaluation.ope), with a "
+             "warning when the logging policy does not cover the model's choices.\n\n"
              "Examples:\n\n  llmrec evaluate --model model --data test.csv\n\n"
              "  llmrec split --data synthetic --out splits && "
-             "llmrec evaluate --model model --data splits/test")
+             "llmrec evaluate --model model --data splits/test\n\n"
+             "  llmrec evaluate --model model-v2 --logs logs/")
 def evaluate(model: Path = typer.Option(..., "--model", help="model directory"),
-             data: str = typer.Option(..., "--data", help="dataset name or path"),
+             data: Optional[str] = typer.Option(None, "--data", help="dataset name or path"),
              as_json: bool = typer.Option(False, "--json", help="print JSON"),
              exclude_train: bool = typer.Option(False, "--exclude-train",
                                                 help="drop prompts the model was trained on"),
              on_duplicate: str = typer.Option("error", "--on-duplicate",
                                               help=ON_DUPLICATE_HELP),
-             no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP)):
+             no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+             logs: Optional[Path] = typer.Option(
+                 None, "--logs", help="decision log (decisions.jsonl or the service's log "
+                                      "folder): estimate off-policy instead of --data"),
+             policy: str = typer.Option("greedy", "--policy",
+                                        help="with --logs: how the model would choose, e.g. "
+                                             "greedy, epsilon-greedy:eps=0.1"),
+             n_boot: int = typer.Option(1000, "--n-boot", help="with --logs: bootstrap "
+                                                               "replicates"),
+             level: float = typer.Option(0.9, "--level", help="with --logs: interval level"),
+             clip: Optional[float] = typer.Option(None, "--clip",
+                                                  help="with --logs: cap on importance "
+                                                       "weights (default none)"),
+             reward_model: Optional[Path] = typer.Option(
+                 None, "--reward-model", help="with --logs: a saved model whose predicted "
+                                              "scores are DM/DR's reward model (default: a "
+                                              "ridge cross-fitted on the logs)")):
     import numpy as np
+    if logs is not None:
+        if data is not None:
+            raise ConfigError("give --data (full-information records) or --logs (a decision "
+                              "log), not both")
+        return _evaluate_logs(model, logs, policy, n_boot, level, clip, as_json, reward_model,
+                              no_cache)
+    if data is None:
+        raise ConfigError("--data or --logs is required")
     r = _load_model(model, no_cache)
     rec = load_data(data, on_duplicate)
     names = r.llm_names_
@@ -827,6 +908,107 @@ def _seen_in_training(router, rec):
     ids, texts = prompt_hashes(rec)
     import numpy as np
     return np.isin(ids, known["ids"]) | (np.isin(texts, known["texts"]) & (texts != 0))
+
+
+def _evaluate_logs(model: Path, logs: Path, policy: str, n_boot: int, level: float,
+                   clip: Optional[float], as_json: bool, reward_model: Optional[Path] = None,
+                   no_cache: bool = False):
+    """``evaluate --logs``: off-policy estimates of a saved model from a decision log."""
+    import warnings
+    from .data.decisions import read_decisions
+    from .evaluation.ope import SupportWarning, evaluate_logs
+    if not 0 < level < 1:
+        raise ConfigError(f"--level must be in (0, 1), got {level}")
+    if n_boot < 2:
+        raise ConfigError(f"--n-boot must be >= 2, got {n_boot}")
+    if clip is not None and clip <= 0:
+        raise ConfigError(f"--clip must be > 0, got {clip}")
+    r = _load_model(model, no_cache)
+    q = _load_model(reward_model, no_cache) if reward_model is not None else None
+    table = read_decisions(logs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SupportWarning)  # printed below, once
+        res = evaluate_logs(table, r, policy=policy, n_boot=n_boot, level=level, clip=clip,
+                            reward_router=q)
+    res.update(router=r.name, model=str(model), n_decisions=len(table),
+               torn_lines=table.attrs.get("torn_lines", 0))
+    if as_json:
+        _echo(json.dumps(res))
+    else:
+        _echo(f"{r.name} ({res['policy']}) off-policy on {res['n']} decisions with outcomes "
+              f"(of {len(table)} logged); logging policy's mean outcome "
+              f"{res['logged_mean']:.4f}")
+        _echo(f"  {'estimator':<10}{'estimate':>10}  {int(level * 100)}% interval")
+        for e in ("ips", "snips", "dm", "dr"):
+            if e in res:
+                v = res[e]
+                _echo(f"  {e.upper():<10}{v['estimate']:>10.4f}  [{v['low']:.4f}, "
+                      f"{v['high']:.4f}]")
+        _echo(f"  effective sample size {res['ess']:.1f}; unsupported choice mass "
+              f"{res['unsupported_mass']:.3f} (support checked: {res['support_checked']})")
+    for w in res["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
+
+
+@app.command(help="Refit a model on a service's decision log (partial feedback).\n\n"
+             "Each logged decision with an outcome is one observed record (prompt, chosen "
+             "LLM, outcome); the other LLMs stay unobserved. Routers that accept weights "
+             "(linear) weight records by the clipped inverse propensity. The new model has "
+             "the router type, parameters and encoder settings of --warm-start; with "
+             "--data the full-information records are added (e.g. the data the deployed "
+             "model was fitted on).\n\n"
+             "Examples:\n\n  llmrec refit --logs logs/ --warm-start model --out model-v2\n\n"
+             "  llmrec refit --logs logs/ --warm-start model --data train.csv --out model-v2")
+def refit(logs: Path = typer.Option(..., "--logs", help="decision log file or folder"),
+          warm_start: Path = typer.Option(..., "--warm-start",
+                                          help="the deployed model (router, parameters, LLMs)"),
+          out: Path = typer.Option(..., "--out", help="model directory to write"),
+          data: List[str] = typer.Option([], "--data", help="full-information records to "
+                                                             "add (repeatable)"),
+          clip: float = typer.Option(10.0, "--clip", help="cap on 1/propensity"),
+          weighting: str = typer.Option("ips", "--weighting", help="ips|none")):
+    from .data.decisions import read_decisions
+    from .data.records import PerformanceRecords
+    from .policies.learning import fit_logged
+    from .routers import make_router
+    if weighting not in ("ips", "none"):
+        raise ConfigError(f"--weighting must be ips or none, got {weighting!r}")
+    if clip < 1:
+        raise ConfigError(f"--clip must be >= 1, got {clip}")
+    old = _load_model(warm_start)
+    table = read_decisions(logs)
+    parts = [load_data(d) for d in data]
+    full = None
+    if parts:
+        full = PerformanceRecords.concat(parts) if len(parts) > 1 else parts[0]
+        missing = [n for n in old.llm_names_ if n not in set(full.llm_names)]
+        if missing:
+            raise DataFormatError(f"--data lacks LLM(s) {missing[:5]} of {warm_start}")
+        full = full.select_llms(old.llm_names_)
+    enc = None
+    side = ()
+    if old.featurizer_ is not None:
+        from .encoders import encoder_from_state
+        cfg = old.featurizer_.encoder.get_config()
+        enc = encoder_from_state(cfg, {}) if cfg.get("type") == "tfidf" else \
+            old.featurizer_.encoder
+        side = tuple(old.featurizer_.side_features)
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        r = fit_logged(make_router(old.name, **old.get_params()), table, warm_start=full,
+                       clip=clip, weighting=weighting, encoder=enc, side_features=side,
+                       llm_names=old.llm_names_, show_progress=_progress())
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    r.save(out)
+    info = {**r.logged_fit_, "logs": str(logs), "warm_start": str(warm_start),
+            "data": [_data_spec(d) for d in data], "router": old.name, "how": "refit on logs"}
+    (out / "fit_info.json").write_text(json.dumps(_jsonable(info), indent=2))
+    _echo(f"refit {old.name} on {info['n_decisions']} logged outcomes "
+          f"({'inverse-propensity weighted' if info['weighted'] else 'unweighted'}"
+          + (f", plus {full.n_prompts} full-information prompts" if full is not None else "")
+          + f") -> {out}")
 
 
 # ---------------------------------------------------------------- bench / demo
@@ -1071,9 +1253,13 @@ def cache_clear(cache_dir: Optional[Path] = typer.Option(None, "--cache-dir",
 @app.command(help="Serve a model over HTTP (FastAPI + uvicorn); docs at /docs.\n\n"
              "Set LLMREC_API_KEY to require an X-API-Key header on /v1/*. SIGHUP or "
              "POST /v1/admin/reload reloads the model without dropping requests.\n\n"
+             "With --upstreams upstreams.toml the service is also an OpenAI-compatible "
+             "routing proxy: POST /v1/chat/completions with model llmrec-auto is routed "
+             "to the best LLM (docs/service.md).\n\n"
              "Examples:\n\n  llmrec serve --model model --port 8000\n\n"
              "  curl -s localhost:8000/v1/recommend -H 'content-type: application/json' "
-             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'")
+             "-d '{\"prompts\": [\"hi\"], \"k\": 2}'\n\n"
+             "  llmrec serve --model model --upstreams upstreams.toml --workers 2")
 def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
           port: int = typer.Option(8000, "--port", help="TCP port (a busy port: exit 2)"),
@@ -1086,23 +1272,66 @@ def serve(model: Path = typer.Option(..., "--model", help="model directory"),
           long_prompts: str = typer.Option("truncate", "--long-prompts",
                                            help="truncate|reject"),
           batch_window_ms: float = typer.Option(5.0, "--batch-window-ms",
-                                                help="micro-batching window, ms")):
+                                                help="micro-batching window, ms"),
+          upstreams: Optional[Path] = typer.Option(
+              None, "--upstreams", help="upstreams.toml: adds the OpenAI-compatible proxy "
+                                        "(POST /v1/chat/completions, GET /v1/models)"),
+          workers: int = typer.Option(1, "--workers", help="worker processes sharing the port "
+                                                           "(each loads the model)"),
+          graceful_timeout: float = typer.Option(
+              30.0, "--graceful-timeout", help="seconds in-flight requests may take to finish "
+                                               "on SIGTERM/SIGINT"),
+          log_dir: Optional[Path] = typer.Option(
+              None, "--log-dir", help="folder of feedback.jsonl and decisions.jsonl "
+                                      "(default: the feedback log's folder)"),
+          decision_log: bool = typer.Option(True, "--decision-log/--no-decision-log",
+                                            help="log every decision to decisions.jsonl"),
+          log_texts: bool = typer.Option(True, "--log-texts/--no-log-texts",
+                                         help="write prompt texts into the decision log "
+                                              "(off: only their SHA-256)"),
+          policy: str = typer.Option("greedy", "--policy",
+                                     help="how the service picks one LLM per prompt: greedy, "
+                                          "epsilon-greedy:eps=0.1, softmax:temperature=0.05; "
+                                          "each decision is logged with its propensity")):
     try:
-        import uvicorn
-        from .service.app import create_app
+        from .service.server import run
     except ImportError as e:
         raise CapabilityError(f"serving needs the serve extra ({e}): "
                               "pip install 'llmrec[serve]'") from None
     if not model.exists():
         raise FileNotFoundError(f"model directory {model} does not exist")
     _choice(long_prompts, ("truncate", "reject"), "--long-prompts")
+    if upstreams is not None:
+        if not upstreams.is_file():
+            raise FileNotFoundError(f"upstreams file {upstreams} does not exist")
+        from .service.upstreams import load_upstreams
+        load_upstreams(upstreams)  # a bad file fails before the port or the model is touched
+    extra = _serve_policy(policy)
     _check_port_free(host, port)
-    application = create_app(model, feedback_log=feedback_log, max_prompts=max_prompts,
-                             max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
-                             batch_window_ms=batch_window_ms)
-    _info(f"serving {model} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(application, host=host, port=port,
-                log_level="warning" if _OPTS["quiet"] else "info")
+    kwargs = dict(model_dir=model, feedback_log=feedback_log, max_prompts=max_prompts,
+                  max_prompt_chars=max_prompt_chars, long_prompts=long_prompts,
+                  batch_window_ms=batch_window_ms, upstreams=upstreams, log_dir=log_dir,
+                  decision_log=decision_log, log_texts=log_texts, **extra)
+    run(kwargs, host=host, port=port, workers=workers, graceful_timeout=graceful_timeout,
+        log_level="warning" if _OPTS["quiet"] else "info",
+        announce=lambda: _info(f"serving {model} on http://{host}:{port} with {workers} "
+                               "worker(s) (docs: /docs" + (", OpenAI-compatible proxy at /v1"
+                                                           if upstreams is not None else "")
+                               + ")"))
+
+
+def _serve_policy(spec: str) -> dict:
+    """``serve --policy``: the spec, checked, as create_app's keyword (none for greedy)."""
+    from .policies import make_policy
+    try:
+        pol = make_policy(spec)
+    except LLMRecError as e:
+        raise ConfigError(f"--policy: {e}") from None
+    if getattr(pol, "needs_std", False):
+        raise ConfigError(f"--policy {spec}: the service passes no score uncertainty; use "
+                          "greedy, epsilon-greedy or softmax (ucb and thompson run through "
+                          "llmrec.policies.choose)")
+    return {} if pol.spec == "greedy" else {"policy": pol.spec}
 
 
 def _check_port_free(host: str, port: int) -> None:

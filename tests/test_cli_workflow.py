@@ -199,3 +199,16 @@ def test_data_convert_imports_a_custom_long_table(tmp_path, capsys):
     code, _, err = call(capsys, "data", "convert", raw, tmp_path / "r2", "--llms",
                         tmp_path / "none.csv")
     assert code == 2 and "none.csv" in err
+
+
+def test_partial_fit_prompts_are_remembered():
+    from llmrec.routers import make_router
+    a = make_synthetic(30, 3, seed=0)
+    long = make_synthetic(30, 3, seed=1).to_long(with_text=True)
+    long["prompt_id"] = "new-" + long["prompt_id"]  # other ids, other texts
+    b = cli._records_from_table(long, "b.csv")
+    r = make_router("best-single").fit(a)
+    assert not cli._seen_in_training(r, b).any()
+    cli._remember_prompts(r, b)
+    seen = cli._seen_in_training(r, b)
+    assert seen.all() and cli._seen_in_training(r, a).all()

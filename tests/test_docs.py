@@ -199,3 +199,20 @@ def test_cli_reference_matches_help():
     msgs = cli_docs.drift()
     assert not msgs, ("docs/cli.md drifted from the CLI (update it with "
                       "`python tools/cli_docs.py --write`):\n" + "\n\n".join(msgs))
+
+
+def test_cli_reference_check_names_the_drifted_command(monkeypatch):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import cli_docs
+    finally:
+        sys.path.pop(0)
+    real = cli_docs.render()
+    monkeypatch.setattr(cli_docs, "current", lambda: real.replace("number of seeds",
+                                                                  "count of seeds"))
+    msgs = cli_docs.drift()
+    assert len(msgs) == 1 and msgs[0].startswith("`llmrec bench --help` differs")
+    # re-wrapping is not drift
+    monkeypatch.setattr(cli_docs, "current", lambda: real.replace("number of seeds",
+                                                                  "number of\n    seeds"))
+    assert cli_docs.drift() == []

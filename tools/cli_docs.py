@@ -13,6 +13,7 @@ import contextlib
 import difflib
 import io
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -72,6 +73,16 @@ def current() -> str:
     return text[text.index(BEGIN):text.index(END) + len(END)]
 
 
+_METAVAR = re.compile(r"<[^>\s]*>|\{[^}\s]*\}|\[[A-Z_.|]+\]|\b(?:TEXT|INTEGER|FLOAT|PATH|"
+                      r"BOOLEAN|LIST|INT)\b")
+
+
+def normalise(text: str) -> str:
+    """The words of a help text: line wrapping, spacing and metavar spelling (which vary
+    with the terminal and the typer version) do not count as drift."""
+    return " ".join(_METAVAR.sub(" ", text).split())
+
+
 def drift() -> list[str]:
     """One message per command whose documented --help differs from the real one."""
     doc, new = current(), render()
@@ -92,14 +103,16 @@ def drift() -> list[str]:
     for t in b:
         if t not in a:
             msgs.append(f"`{t}` is not documented in docs/cli.md")
-        elif a[t] != b[t]:
+        elif normalise(a[t]) != normalise(b[t]):
             diff = "\n".join(difflib.unified_diff(a[t].splitlines(), b[t].splitlines(),
                                                   "docs/cli.md", "--help", lineterm="", n=1))
             msgs.append(f"`{t} --help` differs from docs/cli.md:\n{diff}")
     for t in a:
         if t not in b:
             msgs.append(f"`{t}` is documented in docs/cli.md but is no command")
-    return msgs or ["docs/cli.md: the generated reference differs (order or layout)"]
+    if not msgs and list(a) != list(b):
+        msgs.append("docs/cli.md: the commands are documented in another order")
+    return msgs
 
 
 def main(argv: list[str]) -> int:

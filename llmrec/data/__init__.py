@@ -12,3 +12,7 @@ from .splits import (ColdLLMSplit, Split, cold_llm_split, cold_prompt_split,  # 
 __all__ += ["Split", "ColdLLMSplit", "cold_prompt_split", "routereval_split",
             "split_from_indices", "cold_llm_split", "select_candidates", "candidate_pools",
             "oracle_score", "routereval_levels", "GROUPS"]
+
+from .decisions import read_decisions  # noqa: E402
+
+__all__ += ["read_decisions"]

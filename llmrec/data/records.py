@@ -3,9 +3,16 @@
 Prompts are users, LLMs are items, and every evaluation record (prompt, LLM, score)
 is an interaction. A score of 0 is a real observation (the LLM failed); a cell with
 no record is *unknown*. The two are kept apart by storing every observed cell
-explicitly in a CSR matrix (explicit zeros included) next to a boolean observed mask
-of the same structure. Never read a missing cell as 0: use :meth:`dense` (NaN where
-unobserved) or the ``observed`` mask.
+explicitly in a CSR matrix (explicit zeros included); the observed mask *is* that
+structure. Never read a missing cell as 0: use :meth:`dense` (NaN where unobserved)
+or the ``observed`` mask.
+
+Memory: the records hold the float32 CSR scores (8 bytes per observed record:
+value + int32 column) and nothing else of that size. ``observed`` is a boolean CSR
+view built on demand that shares the scores' index arrays (1 byte per record while
+it lives); dense views (:meth:`dense`, :meth:`observed_dense`,
+:meth:`observed_packed`) are filled block by block, so building one never needs
+more than the result plus a few MiB.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from .._atomic import atomic_directory
 from ..errors import DataFormatError, UnknownIdError
 
 FORMAT_VERSION = 1
+_DENSE_BLOCK_CELLS = 1 << 22  # cells per block when dense views are filled
 _PROMPT_BASE_COLUMNS = ("prompt_id", "text", "benchmark", "category")
 #: What a score means (see :func:`infer_score_kind`).
 SCORE_KINDS = ("binary", "graded", "judge", "preference")
@@ -141,7 +149,6 @@ class PerformanceRecords:
 
         scores_m, mask = self._to_csr(scores, observed, (n, m), "scores")
         self.scores = scores_m
-        self.observed = mask
         self.cost = None
         if cost is not None:
             cost_m, _ = self._to_csr(cost, mask, (n, m), "cost")
@@ -199,12 +206,22 @@ class PerformanceRecords:
     @staticmethod
     def _to_csr(values, observed, shape, what: str):
         if sp.issparse(values):
-            mat = sp.csr_matrix(values, dtype=np.float32, copy=True)
+            # a canonical float32 CSR is shared, not copied (records never modify it;
+            # at RouterEval scale a copy is 2.7 GiB); anything else is converted
+            share = (sp.isspmatrix_csr(values) and values.dtype == np.float32
+                     and values.has_canonical_format)
+            mat = sp.csr_matrix(values, dtype=np.float32, copy=not share)
             if mat.shape != shape:
                 raise DataFormatError(f"{what} has shape {mat.shape}, expected {shape} "
                                       "(prompts x LLMs)")
             mat.sum_duplicates()
             mat.sort_indices()
+            if observed is not None and sp.isspmatrix_csr(observed) and \
+                    observed.nnz == mat.nnz and observed.shape == mat.shape and \
+                    _same_buffer(observed.indices, mat.indices) and \
+                    _same_buffer(observed.indptr, mat.indptr) and \
+                    bool(np.all(observed.data)):
+                observed = None  # the mask of these very scores (rec.observed): nothing to do
             if observed is not None:
                 obs = sp.csr_matrix(observed, dtype=bool)
                 obs.eliminate_zeros()
@@ -229,9 +246,7 @@ class PerformanceRecords:
             r, c = np.nonzero(obs_arr)
             mat = sp.csr_matrix((arr[r, c], (r, c)), shape=shape, dtype=np.float32)
             mat.sort_indices()
-        mask = sp.csr_matrix((np.ones(mat.nnz, dtype=bool), mat.indices.copy(),
-                              mat.indptr.copy()), shape=shape)
-        return mat, mask
+        return mat, _structure(mat)
 
     def _check_values(self):
         data = self.scores.data
@@ -269,6 +284,39 @@ class PerformanceRecords:
     @property
     def shape(self) -> tuple[int, int]:
         return self.scores.shape
+
+    @property
+    def observed(self) -> sp.csr_matrix:
+        """Boolean CSR mask of observed cells: the structure of ``scores``.
+
+        Built on demand and sharing the index arrays of ``scores`` (no copy of them);
+        only its ``data`` (1 byte per record) is allocated, and freed with it.
+        """
+        return _structure(self.scores)
+
+    def observed_packed(self) -> np.ndarray:
+        """The observed mask as a dense bit-packed array (``np.packbits`` along LLMs).
+
+        Shape ``(n_prompts, ceil(n_llms / 8))``, uint8: one bit per cell, 42 MB for
+        40,000 x 8,500. ``np.unpackbits(a, axis=1, count=n_llms).astype(bool)``
+        restores :meth:`observed_dense`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from llmrec.datasets import make_synthetic
+        >>> rec = make_synthetic(3, 10, seed=0)
+        >>> rec.observed_packed().shape
+        (3, 2)
+        >>> np.unpackbits(rec.observed_packed(), axis=1, count=10).all()
+        np.True_
+        """
+        out = np.zeros((self.n_prompts, (self.n_llms + 7) // 8), dtype=np.uint8)
+        for a, b, r, c in self._coord_blocks():
+            blk = np.zeros((b - a, self.n_llms), dtype=bool)
+            blk[r, c] = True
+            out[a:b] = np.packbits(blk, axis=1)
+        return out
 
     @property
     def n_observed(self) -> int:
@@ -337,26 +385,39 @@ class PerformanceRecords:
     # ------------------------------------------------------------ dense views
     def dense(self, fill: float = np.nan) -> np.ndarray:
         """Scores as a dense float32 array with ``fill`` (default NaN) where unobserved."""
-        out = np.full(self.shape, fill, dtype=np.float32)
-        r, c = self._coords()
-        out[r, c] = self.scores.data
-        return out
+        return self._fill_dense(self.scores.data, fill, np.float32)
 
     def observed_dense(self) -> np.ndarray:
         """The observed mask as a dense boolean array."""
-        out = np.zeros(self.shape, dtype=bool)
-        r, c = self._coords()
-        out[r, c] = True
-        return out
+        return self._fill_dense(None, False, bool)
 
     def cost_dense(self, fill: float = np.nan) -> np.ndarray | None:
         """Per-record costs as a dense array (``None`` when the records carry no cost)."""
         if self.cost is None:
             return None
-        out = np.full(self.shape, fill, dtype=np.float32)
-        r, c = self._coords()
-        out[r, c] = self.cost.data
+        return self._fill_dense(self.cost.data, fill, np.float32)
+
+    def _fill_dense(self, data, fill, dtype) -> np.ndarray:
+        out = np.full(self.shape, fill, dtype=dtype)
+        for a, b, r, c in self._coord_blocks():
+            blk = out[a:b]
+            blk[r, c] = True if data is None else data[self.scores.indptr[a]:
+                                                       self.scores.indptr[b]]
         return out
+
+    def _coord_blocks(self):
+        """(row start, row stop, local rows, columns) of the records, about
+        ``_DENSE_BLOCK_CELLS`` cells at a time, so index temporaries stay a few MiB
+        whatever the size of the matrix."""
+        cells = _DENSE_BLOCK_CELLS
+        indptr = self.scores.indptr
+        n = self.n_prompts
+        step = max(1, cells // max(self.n_llms, 1))
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            lo, hi = int(indptr[a]), int(indptr[b])
+            r = np.repeat(np.arange(b - a, dtype=np.int32), np.diff(indptr[a:b + 1]))
+            yield a, b, r, self.scores.indices[lo:hi]
 
     def _coords(self) -> tuple[np.ndarray, np.ndarray]:
         rows = np.repeat(np.arange(self.n_prompts), np.diff(self.scores.indptr))
@@ -451,13 +512,13 @@ class PerformanceRecords:
     # ------------------------------------------------------------- summaries
     def llm_summary(self) -> pd.DataFrame:
         """Per-LLM count of observed prompts, mean score and (if known) mean cost."""
-        counts = np.bincount(self.scores.indices, minlength=self.n_llms)
-        sums = np.bincount(self.scores.indices, weights=self.scores.data, minlength=self.n_llms)
+        counts = _column_sums(self.scores.indices, None, self.n_llms).astype(np.int64)
+        sums = _column_sums(self.scores.indices, self.scores.data, self.n_llms)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         out = pd.DataFrame({"llm": self.llm_names, "n_observed": counts, "mean_score": mean})
         if self.cost is not None:
-            csum = np.bincount(self.cost.indices, weights=self.cost.data, minlength=self.n_llms)
+            csum = _column_sums(self.cost.indices, self.cost.data, self.n_llms)
             out["mean_cost"] = np.where(counts > 0, csum / np.maximum(counts, 1), np.nan)
         return out
 
@@ -767,6 +828,32 @@ class PerformanceRecords:
             except AssertionError:
                 return False
         return True
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two arrays are views of the same memory with the same layout."""
+    return (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _structure(mat: sp.csr_matrix) -> sp.csr_matrix:
+    """Boolean CSR with the structure of ``mat``, sharing its index arrays."""
+    return sp.csr_matrix((np.ones(mat.nnz, dtype=bool), mat.indices, mat.indptr),
+                         shape=mat.shape, copy=False)
+
+
+def _column_sums(indices: np.ndarray, data: np.ndarray | None, n_cols: int,
+                 chunk: int = 1 << 23) -> np.ndarray:
+    """Per-column count (``data=None``) or float64 sum of CSR entries, in chunks.
+
+    ``np.bincount`` turns its input into int64 / float64 arrays: on the whole of a
+    340M-record matrix that is 5 GiB of temporaries; chunks keep it at 128 MiB.
+    """
+    out = np.zeros(n_cols, dtype=np.float64)
+    for s in range(0, len(indices), chunk):
+        w = None if data is None else data[s:s + chunk]
+        out += np.bincount(indices[s:s + chunk], weights=w, minlength=n_cols)
+    return out
 
 
 def _missing_as_none(df: pd.DataFrame) -> pd.DataFrame:

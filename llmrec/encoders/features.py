@@ -56,6 +56,20 @@ def as_prompt_frame(prompts) -> pd.DataFrame:
     return df
 
 
+def _plain_texts(prompts) -> list[str] | None:
+    """``prompts`` as a list when it is a text or a list/tuple of texts, else None.
+
+    Such input needs none of :func:`as_prompt_frame`'s work (it has no prompt ids,
+    benchmarks or categories); building the DataFrame costs about 0.5 ms per call,
+    as much as scoring one prompt.
+    """
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, (list, tuple)) and all(type(t) is str for t in prompts):
+        return list(prompts)
+    return None
+
+
 class PromptFeaturizer:
     """Encoder plus optional side features; fitted on the training prompts.
 
@@ -106,6 +120,9 @@ class PromptFeaturizer:
         """Features of the prompts; a 2-D numeric array is taken as precomputed features."""
         if isinstance(prompts, np.ndarray) and prompts.dtype.kind in "fiu":
             return check_dim(prompts, self.dim, "precomputed features")
+        texts = _plain_texts(prompts)
+        if texts is not None and not self.side_features:  # the serving path: no frame
+            return self.encoder.encode(texts, show_progress=show_progress)
         df = as_prompt_frame(prompts)
         X = self.encoder.encode(list(df["text"]), show_progress=show_progress)
         return np.hstack([X] + self._side(df)).astype(np.float32) if self.side_features else X

@@ -92,12 +92,30 @@ class TfidfEncoder(Encoder):
     def dim(self) -> int:
         return self.components_.shape[0] if self.is_fitted else self.dim_param
 
+    def _select_columns(self, H):
+        """``H[:, columns_]`` of a CSR matrix in O(nnz) through a column map (the same
+        matrix as ``H.tocsc()[:, columns_].tocsr()``, which costs O(n_features): about
+        1.5 ms per call, more than the rest of a one-prompt encode)."""
+        import scipy.sparse as sp
+        cmap = getattr(self, "_colmap", None)
+        if cmap is None or cmap[1] is not self.columns_:
+            m = np.full(self.n_features, -1, dtype=np.int64)
+            m[self.columns_] = np.arange(len(self.columns_))
+            cmap = self._colmap = (m, self.columns_)
+        H.sort_indices()
+        new = cmap[0][H.indices]
+        keep = new >= 0
+        indptr = np.concatenate(([0], np.cumsum(keep)))[H.indptr]
+        return sp.csr_matrix((H.data[keep], new[keep], indptr),
+                             shape=(H.shape[0], len(self.columns_)))
+
     def _encode(self, texts, show_progress):
         from sklearn.preprocessing import normalize
-        H = self._hasher().transform(texts).tocsc()[:, self.columns_].tocsr()
+        H = self._select_columns(self._hasher().transform(texts))
         H = H.astype(np.float32)
         H.data = 1.0 + np.log(H.data)  # sublinear tf, as in fit
-        T = normalize(H.multiply(self.idf_[None, :]).tocsr())
+        H.data *= self.idf_[H.indices]  # = H.multiply(idf) without the broadcast matrix
+        T = normalize(H)
         Z = np.asarray(T @ self.components_.T, dtype=np.float32)
         n = np.linalg.norm(Z, axis=1, keepdims=True)
         return Z / np.maximum(n, 1e-12)

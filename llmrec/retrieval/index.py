@@ -72,9 +72,14 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray
     kk = min(k, len(pool))
     if n == 0:
         return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
-    sub = scores[:, pool]
-    key = np.where(np.isnan(sub), -np.inf, sub)
+    sub = scores if cand is None else scores[:, pool]
+    key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
+    nan = np.isnan(key)
+    if nan.any():
+        key[nan] = -np.inf
+    del nan
     order = _topk_order(key, kk)
+    del key
     ids = pool[order]
     return ids.astype(np.int64), np.take_along_axis(sub, order, axis=1).astype(np.float32)
 
@@ -82,22 +87,56 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None) -> tuple[np.ndarray
 def _topk_order(key: np.ndarray, kk: int) -> np.ndarray:
     """Column order of the kk largest keys per row, ties by column index ascending.
 
-    A full stable sort settles ties; for kk much smaller than the row, argpartition
-    finds the kk largest first and only rows with a tie across the cut are sorted
-    in full, so the answer is identical and large pools stay fast.
+    Each float32 key and its column are packed into one uint64 that orders exactly
+    as (key descending, column ascending) and has no ties, so a single
+    ``argpartition`` finds the kk best even in rows full of ties (binary scores,
+    kNN votes), and only those kk are sorted: O(m) per row whatever the ties.
+    Rows are done in blocks to bound the uint64 temporary. A full sort is used when
+    kk is a large share of the row.
     """
-    m = key.shape[1]
+    n, m = key.shape
     if kk * 4 >= m:
         return np.argsort(-key, axis=1, kind="stable")[:, :kk]
-    part = np.argpartition(-key, kk - 1, axis=1)[:, :kk]
-    vals = np.take_along_axis(key, part, axis=1)
-    kth = vals.min(axis=1, keepdims=True)
-    tied_out = (key >= kth).sum(axis=1) > kk  # an equal key was left outside the cut
-    order = np.lexsort((part, -vals), axis=1)
-    out = np.take_along_axis(part, order, axis=1)
-    if tied_out.any():
-        out[tied_out] = np.argsort(-key[tied_out], axis=1, kind="stable")[:, :kk]
+    if kk <= 8:
+        return _topk_by_argmax(key, kk)
+    out = np.empty((n, kk), dtype=np.int64)
+    tail = np.uint64(m - 1) - np.arange(m, dtype=np.uint64)  # larger for lower columns
+    step = max(1, (1 << 21) // m)
+    for s in range(0, n, step):
+        packed = _packed_keys(key[s:s + step], tail)
+        part = np.argpartition(packed, m - kk, axis=1)[:, m - kk:]
+        vals = np.take_along_axis(packed, part, axis=1)
+        order = np.argsort(vals, axis=1)[:, ::-1]
+        out[s:s + step] = np.take_along_axis(part, order, axis=1)
     return out
+
+
+def _topk_by_argmax(key: np.ndarray, kk: int) -> np.ndarray:
+    """kk passes of ``argmax`` (first maximum: the lowest column wins a tie), each
+    pick then set to -inf; a vectorised pass over the row is far cheaper than a
+    partition for small kk. Rows with fewer than kk finite keys (a pick at -inf could
+    repeat an earlier one) are ranked by a stable sort instead. Modifies ``key``."""
+    n = key.shape[0]
+    short = np.flatnonzero((key > -np.inf).sum(axis=1) < kk)
+    short_order = (np.argsort(-key[short], axis=1, kind="stable")[:, :kk]
+                   if len(short) else None)
+    rows = np.arange(n)
+    out = np.empty((n, kk), dtype=np.int64)
+    for j in range(kk):
+        a = np.argmax(key, axis=1)
+        out[:, j] = a
+        key[rows, a] = -np.inf
+    if short_order is not None:
+        out[short] = short_order
+    return out
+
+
+def _packed_keys(key: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered as (float32 key, then ``tail``): sign-flipped IEEE bits high."""
+    k32 = np.ascontiguousarray(key, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    bits = k32.view(np.uint32)
+    flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    return ((bits ^ flip).astype(np.uint64) << np.uint64(32)) | tail[None, :]
 
 
 class LLMIndex:

@@ -17,6 +17,9 @@ from .cf import ALSRouter, BPRRouter  # noqa: E402
 from .lightfm_router import LightFMRouter  # noqa: E402  (lightfm itself is imported at fit)
 
 __all__ += ["ALSRouter", "BPRRouter", "LightFMRouter"]
+from .bayes import BayesLinearRouter  # noqa: E402
+
+__all__ += ["BayesLinearRouter"]
 from .auto import AutoRouter  # noqa: E402
 
 __all__ += ["AutoRouter"]

@@ -116,6 +116,8 @@ class Router:
     needs_truth = False
     #: has LLM vectors searchable with an inner-product index
     factorized = False
+    #: fit accepts per-record weights (``sample_weight=``), e.g. inverse propensities
+    supports_sample_weight = False
 
     # -------------------------------------------------------------- params
     @classmethod
@@ -141,7 +143,8 @@ class Router:
 
     # ----------------------------------------------------------------- fit
     def fit(self, train: PerformanceRecords, encoder=None, val_records=None,
-            side_features: Sequence[str] = (), show_progress: bool | None = None) -> "Router":
+            side_features: Sequence[str] = (), show_progress: bool | None = None,
+            sample_weight=None) -> "Router":
         """Fit on training records.
 
         Parameters
@@ -155,6 +158,10 @@ class Router:
             Validation prompts on the same LLMs, for routers that tune or stop early.
         side_features : sequence of {"benchmark", "category", "length"}
             Side features appended to the prompt embedding.
+        sample_weight : array or sparse matrix, shape (n_prompts, n_llms), optional
+            Weight of each observed record (e.g. clipped inverse propensities of
+            logged decisions, see :mod:`llmrec.policies.learning`); only routers with
+            ``supports_sample_weight`` accept it.
         """
         if not isinstance(train, PerformanceRecords):
             raise DataFormatError(f"fit expects PerformanceRecords, got {type(train).__name__}")
@@ -189,7 +196,11 @@ class Router:
             if val_records is not None:
                 X_val = self.featurizer_.transform(val_records, show_progress=show_progress)
         self._show_progress = show_progress  # read by the epoch / grid loops of _fit
-        self._fit(train, X, val_records, X_val)
+        if sample_weight is not None:
+            self._fit_weighted(train, X, val_records, X_val,
+                               _check_sample_weight(self, sample_weight, train))
+        else:
+            self._fit(train, X, val_records, X_val)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
@@ -197,15 +208,24 @@ class Router:
              val: PerformanceRecords | None, X_val: np.ndarray | None) -> None:
         raise NotImplementedError
 
+    def _fit_weighted(self, records, X, val, X_val, weight: np.ndarray) -> None:
+        """``_fit`` with a dense (n_prompts, n_llms) weight per observed record."""
+        raise NotImplementedError
+
     @staticmethod
     def _align_llms(records: PerformanceRecords, names: Sequence[str], what: str
                     ) -> PerformanceRecords:
         if not isinstance(records, PerformanceRecords):
             raise DataFormatError(f"{what} must be PerformanceRecords")
-        missing = [n for n in names if n not in set(records.llm_names)]
+        names = list(names)
+        have = records.llm_names
+        if have == names:  # already aligned: no copy of the matrix
+            return records
+        known = set(have)  # built once: a set per name cost minutes at 8,500 LLMs
+        missing = [n for n in names if n not in known]
         if missing:
             raise UnknownIdError(f"{what} lacks LLM(s) {missing[:5]} that the router knows")
-        return records.select_llms(list(names))
+        return records.select_llms(names)
 
     # ------------------------------------------------------------- fitted
     def _check_fitted(self):
@@ -508,6 +528,23 @@ class Router:
             raise ModelFormatError(f"{path}: cannot restore {rname} ({e!r}); the files do "
                                    "not match this llmrec version") from None
         return router
+
+
+def _check_sample_weight(router: "Router", sample_weight, train: PerformanceRecords
+                         ) -> np.ndarray:
+    if not router.supports_sample_weight:
+        raise CapabilityError(f"{type(router).__name__} cannot weight records "
+                              "(supports_sample_weight is False); use a router that does, "
+                              "e.g. 'linear'")
+    import scipy.sparse as sp
+    W = sample_weight.toarray() if sp.issparse(sample_weight) else np.asarray(sample_weight)
+    W = np.asarray(W, dtype=np.float64)
+    if W.shape != train.shape:
+        raise DataFormatError(f"sample_weight has shape {W.shape}, the records {train.shape}")
+    obs = train.observed_dense()
+    if not np.all(np.isfinite(W[obs])) or np.any(W[obs] < 0):
+        raise DataFormatError("sample_weight must be finite and >= 0 on observed records")
+    return np.where(obs, W, 0.0)
 
 
 def load_router(path: str | os.PathLike, encoder=None) -> Router:

@@ -79,6 +79,16 @@ class BestSingleRouter(Router):
     def _score(self, X, prompts, n):
         return np.broadcast_to(self.mean_scores_, (n, self.n_llms_)).copy()
 
+    def recommend_ids(self, prompts, k: int = 1, candidates=None, cost_weight: float = 0.0,
+                      max_cost: float | None = None, show_progress: bool | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        # every prompt gets the same ranking: rank one row, repeat it (O(m) not O(n m))
+        self._check_fitted()
+        n = self._n_prompts(prompts)
+        ids, vals = super().recommend_ids(np.zeros((1, 1), np.float32), k, candidates,
+                                          cost_weight, max_cost, show_progress)
+        return np.repeat(ids, n, axis=0), np.repeat(vals, n, axis=0)
+
     def _add_llm(self, name, X, y, metadata):
         self.mean_scores_ = np.append(self.mean_scores_, np.float32(np.mean(y)))
 

@@ -32,7 +32,10 @@ How observed failures are used:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ConfigError, ModelFormatError
@@ -167,9 +170,23 @@ class ALSRouter(_ImplicitMFRouter):
         Strength of the pull of an added LLM's vector toward the mean LLM vector,
         relative to its probe data (0: the plain item step).
     random_state : int
+    backend : {"implicit", "spark"}
+        Training engine (:func:`als_backend`): ``implicit`` on this machine, or
+        ``spark`` (pyspark.ml ALS; :mod:`llmrec.routers.spark_als`) for logs beyond
+        one machine. The saved model is the same either way and needs no Spark.
+    spark_master : str
+        Spark master URL for ``backend="spark"`` (``local[2]``, ``spark://host:7077``,
+        ``yarn``, ``k8s://...``).
+    spark_partitions : int or None
+        Partitions (and ALS blocks) of the Spark job; None: Spark's defaults.
 
     Notes
     -----
+    Cost (implicit backend, dense records): each of ``iterations`` sweeps solves
+    every prompt and every LLM by conjugate gradient, ``O(nnz * factors)`` plus
+    ``O((n + m) * factors^2)``; memory: the CSR confidences (8 bytes per record)
+    plus the factors. The feature map adds a ridge fit, ``O(n d^2)``.
+
     New LLMs (:meth:`add_llm`): the probe prompts are placed in factor space by the
     feature map, and the new LLM's vector is the ALS item step restricted to them,
     shrunk toward the mean LLM vector ``v_bar``:
@@ -196,8 +213,13 @@ class ALSRouter(_ImplicitMFRouter):
                  neg_alpha: float | None = None, iterations: int = 15,
                  success_threshold: float | None = None, user_map: str = "ridge",
                  map_alpha: float = 1.0, map_k: int = 20, new_llm_prior: float = 0.1,
-                 random_state: int = 0, feedback: str | None = None):
+                 random_state: int = 0, backend: str = "implicit",
+                 spark_master: str = "local[2]", spark_partitions: int | None = None,
+                 feedback: str | None = None):
         self.feedback = feedback
+        self.backend = backend
+        self.spark_master = spark_master
+        self.spark_partitions = spark_partitions
         self.new_llm_prior = new_llm_prior
         self.factors = factors
         self.regularization = regularization
@@ -220,28 +242,72 @@ class ALSRouter(_ImplicitMFRouter):
         neg = 1.0 + self._neg_alpha * w
         return np.where(success, pos, -neg).astype(np.float32)
 
-    def _fit(self, records, X, val, X_val):
-        from implicit.cpu.als import AlternatingLeastSquares
+    def _check_als(self):
         self._check_common()
         if self.alpha < 0 or self._neg_alpha < 0:
             raise ConfigError(f"alpha and neg_alpha must be >= 0, got {self.alpha}, "
                               f"{self.neg_alpha}")
-        r, c, w, ok = self._success(records)
-        keep = w > 0  # records at the prompt mean carry no signal
-        r, c, w, ok = r[keep], c[keep], w[keep], ok[keep]
-        conf = sp.csr_matrix((self._confidences(w, ok), (r, c)), shape=records.shape,
-                             dtype=np.float32)
-        # the probe rule of add_llm: relative to the mean training score
-        self.score_mean_ = float(records.scores.data.mean())
-        model = _fit_quietly(lambda: AlternatingLeastSquares(factors=int(self.factors),
-                                        regularization=float(self.regularization), alpha=1.0,
-                                        iterations=int(self.iterations), num_threads=1,
-                                        random_state=self.random_state), conf,
-                             f"als {int(self.iterations)} iterations",
-                             getattr(self, "_show_progress", None))
-        U = _to_numpy(model.user_factors)
-        self.item_factors_ = _to_numpy(model.item_factors)
-        self._fit_map(X, U)
+        als_backend(self.backend)
+
+    def _fit(self, records, X, val, X_val):
+        self._check_als()
+        U, V, seen = als_backend(self.backend)(self, records)
+        self.item_factors_ = V
+        self._fit_map(X, U, keep=seen)
+
+    def fit_parquet(self, path, prompts: pd.DataFrame, llms: pd.DataFrame | None = None,
+                    encoder=None, side_features=(), prompt_col: str = "prompt_id",
+                    llm_col: str = "llm", score_col: str = "score") -> "ALSRouter":
+        """Fit from a parquet outcome log with Spark (``backend="spark"``).
+
+        The log (a file or a partitioned directory) stays where it is: Spark reads
+        it, factorises it and returns only the factors; the prompt-side feature
+        map is fitted here on the prompts table. The result saves, loads and
+        recommends like any fitted ALS router.
+
+        Parameters
+        ----------
+        path : str or path
+            Parquet with columns ``prompt_col``, ``llm_col``, ``score_col``.
+        prompts : pandas.DataFrame
+            ``prompt_id`` and ``text`` (and ``benchmark``/``category`` for side
+            features) of the prompts to learn from.
+        llms : pandas.DataFrame, optional
+            The LLM table (``name`` plus metadata/prices); default: the LLMs of the
+            log, sorted by name.
+        """
+        from . import spark_als
+        if self.backend != "spark":
+            raise ConfigError("fit_parquet trains with Spark: set backend='spark'")
+        self._check_als()
+        from ..data.records import PerformanceRecords
+        from ..encoders import make_encoder
+        from ..encoders.features import PromptFeaturizer
+        spark = spark_als.get_spark(self.spark_master, self.spark_partitions)
+        log = spark_als.read_log(spark, str(path), prompt_col, llm_col, score_col)
+        if llms is None:
+            names = sorted(r[0] for r in log.select("llm").distinct().collect())
+            llms = pd.DataFrame({"name": names})
+        table = PerformanceRecords._check_table(llms, "name", "llms")
+        ptab = PerformanceRecords._check_table(prompts, "prompt_id", "prompts")
+        U, V, seen = spark_als.als_factors(spark, log, ptab["prompt_id"].tolist(),
+                                           table["name"].tolist(),
+                                           **spark_als._als_kwargs(self))
+        t0 = time.perf_counter()
+        self.llms_ = table
+        from .base import llm_costs
+        self.llm_costs_ = llm_costs(PerformanceRecords(  # prices from the LLM table
+            sp.csr_matrix((len(ptab), len(table)), dtype=np.float32), ptab, table))
+        self.train_summary_ = {"n_prompts": int(len(ptab)), "n_llms": int(len(table)),
+                               "n_observed": None, "name": str(path), "backend": "spark"}
+        self.featurizer_ = PromptFeaturizer(make_encoder(encoder if encoder is not None
+                                                         else "tfidf"), side_features)
+        self.featurizer_.fit(ptab)
+        X = self.featurizer_.transform(ptab)
+        self.item_factors_ = V
+        self._fit_map(X, U, keep=seen)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
 
     def _add_llm(self, name, X, y, metadata):
         Q = self._user_vectors(X).astype(np.float64)
@@ -268,6 +334,51 @@ class ALSRouter(_ImplicitMFRouter):
         b = Q.T @ (conf * ok) + lam * vbar
         v = np.linalg.solve(A, b).astype(np.float32)
         self.item_factors_ = np.vstack([self.item_factors_, v[None, :]])
+
+
+def _implicit_als(router, records):
+    """The single-machine backend: implicit's CPU ALS on the CSR confidences."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    # successes / failures and weights from the score kind (llmrec.routers.signal);
+    # raises when nothing is a success
+    r, c, w, ok = router._success(records)
+    keep = w > 0  # records at the prompt mean carry no signal
+    conf = sp.csr_matrix((router._confidences(w[keep], ok[keep]), (r[keep], c[keep])),
+                         shape=records.shape, dtype=np.float32)
+    del r, c, w, ok, keep
+    # the probe rule of add_llm: relative to the mean training score
+    router.score_mean_ = float(records.scores.data.mean())
+    model = _fit_quietly(lambda: AlternatingLeastSquares(
+        factors=int(router.factors), regularization=float(router.regularization), alpha=1.0,
+        iterations=int(router.iterations), num_threads=1,
+        random_state=router.random_state), conf,
+        f"als {int(router.iterations)} iterations", getattr(router, "_show_progress", None))
+    U = _to_numpy(model.user_factors)
+    return U, _to_numpy(model.item_factors), np.ones(len(U), dtype=bool)
+
+
+def _spark_als(router, records):
+    from .spark_als import fit_records
+    return fit_records(router, records)
+
+
+ALS_BACKENDS = {"implicit": _implicit_als, "spark": _spark_als}
+
+
+def als_backend(name: str):
+    """The ALS training engine by name, as implicit picks its CPU or GPU class.
+
+    Each engine maps ``(router, records)`` to ``(prompt factors, LLM factors, seen)``;
+    the router does the rest (feature map, saving) the same way for all of them.
+
+    Examples
+    --------
+    >>> als_backend("implicit").__name__
+    '_implicit_als'
+    """
+    if name not in ALS_BACKENDS:
+        raise ConfigError(f"unknown ALS backend {name!r}; choose from {sorted(ALS_BACKENDS)}")
+    return ALS_BACKENDS[name]
 
 
 @register_router

@@ -152,8 +152,15 @@ class KnnRouter(_TunedRouter):
     The k training prompts closest to a new prompt by cosine distance vote: each
     LLM's score is the mean of its observed scores on those neighbours (unobserved
     cells are skipped; when no neighbour has a record of the LLM, its mean training
-    score is used). The prompt goes to the argmax. Neighbours come from
-    :class:`sklearn.neighbors.NearestNeighbors` (``metric="cosine"``, brute force).
+    score is used). The prompt goes to the argmax. Neighbours are exact: a FAISS
+    inner-product search over the unit-normalised training features
+    (:class:`~llmrec.retrieval.ExactNeighbours`; ties by training position, as the
+    numpy path), equal to scikit-learn's brute-force cosine neighbours up to ties.
+
+    Cost: fit ``O(n d + n m)`` (stores the features, the dense scores and mask);
+    scoring ``O(q n d)`` for the search plus ``O(q k m)`` for the vote, for ``q``
+    prompts, ``n`` training prompts, ``m`` LLMs, ``d`` feature dimensions; memory
+    ``n d`` floats plus ``n m`` scores (4 bytes) and mask (1 byte).
 
     Parameters
     ----------
@@ -173,14 +180,17 @@ class KnnRouter(_TunedRouter):
     """
 
     name = "knn"
+    #: neighbour search backend ("auto": FAISS when installed; "numpy": blocked matmul)
+    _nn_backend = "auto"
 
     def __init__(self, k: int = 5, k_grid: Sequence[int] | None = None):
         self.k = k
         self.k_grid = k_grid
 
     def _nn(self):
-        """Unit-normalised training features: cosine similarity is then a dot product."""
-        return _unit_rows(self.X_train_)
+        """Exact search over the unit-normalised training features (cosine = dot)."""
+        from ..retrieval import ExactNeighbours
+        return ExactNeighbours(_unit_rows(self.X_train_), backend=self._nn_backend)
 
     def _fit(self, records, X, val, X_val):
         if int(self.k) < 1:
@@ -191,7 +201,8 @@ class KnnRouter(_TunedRouter):
         self.X_train_ = np.asarray(X, dtype=np.float32)
         self.obs_ = records.observed_dense()
         self.Y_ = records.dense(fill=0.0)
-        self.llm_mean_ = _column_means(self.Y_, self.obs_).astype(np.float32)
+        # per-LLM training mean from the CSR records (no dense temporaries)
+        self.llm_mean_ = records.llm_summary()["mean_score"].to_numpy(np.float32)
         self.nn_ = self._nn()
         self.k_ = int(self.k)
         self.val_mu_ = {}
@@ -205,29 +216,25 @@ class KnnRouter(_TunedRouter):
     def _neighbours(self, X, k):
         """Exact k nearest training prompts by cosine, ties by training position.
 
-        A blocked dot product with the unit-normalised training features and the
-        retrieval layer's top-k (the same ranking rule as everywhere in llmrec);
-        equal to scikit-learn's brute-force cosine neighbours up to ties, and several
-        times faster for single prompts (no per-call input validation).
+        One FAISS inner-product search for the whole batch (BLAS, no per-prompt
+        loop) with the unit-normalised training features; queries whose order is
+        within rounding of a tie are ranked by the numpy path (a blocked dot product
+        and the retrieval layer's top-k), so both give the same neighbours.
         """
-        from ..retrieval import topk_scores
-        k = min(int(k), self.X_train_.shape[0])
         Q = _unit_rows(np.asarray(X, dtype=np.float32))
-        out = np.empty((Q.shape[0], k), dtype=np.int64)
-        for s in range(0, Q.shape[0], 1024):  # bounded memory: (block, n_train)
-            out[s:s + 1024] = topk_scores(Q[s:s + 1024] @ self.nn_.T, k)[0]
-        return out
+        return self.nn_.search(Q, int(k))
 
     def _aggregate(self, idx: np.ndarray) -> np.ndarray:
         n, m = idx.shape[0], self.Y_.shape[1]
         out = np.empty((n, m), dtype=np.float32)
-        for s in range(0, n, 4096):  # bounded memory: (block, k, m)
-            b = idx[s:s + 4096]
+        step = max(1, (1 << 22) // max(1, idx.shape[1] * m))  # bounded (block, k, m)
+        for s in range(0, n, step):
+            b = idx[s:s + step]
             cnt = self.obs_[b].sum(axis=1)
             tot = self.Y_[b].sum(axis=1, dtype=np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), self.llm_mean_[None, :])
-            out[s:s + 4096] = mean
+            out[s:s + step] = mean
         return _finite_or_neg_inf(out)
 
     def neighbours(self, prompts, k: int | None = None) -> np.ndarray:
@@ -272,13 +279,17 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- linear
-def _ridge_masked(X, dense, obs, alpha, fit_intercept=True):
-    """Per-LLM ridge on each LLM's observed rows; one multi-output fit when dense."""
+def _ridge_masked(X, dense, obs, alpha, fit_intercept=True, weight=None):
+    """Per-LLM ridge on each LLM's observed rows; one multi-output fit when dense.
+
+    ``weight`` (n, m), optional: per-record sample weights (0 drops a record)."""
     from sklearn.linear_model import Ridge
     m, d = dense.shape[1], X.shape[1]
     coef = np.zeros((m, d), dtype=np.float32)
     intercept = np.full(m, np.nan, dtype=np.float32)
-    full = obs.all(axis=0)
+    if weight is not None:
+        obs = obs & (weight > 0)
+    full = obs.all(axis=0) if weight is None else np.zeros(m, bool)
     if full.any():
         model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X, dense[:, full])
         coef[full] = np.atleast_2d(model.coef_)
@@ -287,7 +298,8 @@ def _ridge_masked(X, dense, obs, alpha, fit_intercept=True):
         rows = obs[:, j]
         if rows.sum() == 0:
             continue  # no record: scores -inf
-        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(X[rows], dense[rows, j])
+        model = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(
+            X[rows], dense[rows, j], sample_weight=None if weight is None else weight[rows, j])
         coef[j] = model.coef_
         intercept[j] = model.intercept_ if fit_intercept else 0.0
     return coef, intercept
@@ -322,12 +334,16 @@ class LinearRouter(_TunedRouter):
 
     name = "linear"
     supports_new_llms = True
+    supports_sample_weight = True
 
     def __init__(self, alpha: float = 1.0, alpha_grid: Sequence[float] | None = None):
         self.alpha = alpha
         self.alpha_grid = alpha_grid
 
     def _fit(self, records, X, val, X_val):
+        self._fit_weighted(records, X, val, X_val, None)
+
+    def _fit_weighted(self, records, X, val, X_val, weight):
         if float(self.alpha) < 0:
             raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
         grid = _check_grid(self.alpha_grid, "alpha_grid", val, float)
@@ -337,10 +353,10 @@ class LinearRouter(_TunedRouter):
         if grid is not None:
             truth = val.dense()
             for a in _grid_progress(self, grid, "alpha"):
-                coef, b = _ridge_masked(X, dense, obs, a)
+                coef, b = _ridge_masked(X, dense, obs, a, weight=weight)
                 self.val_mu_[a] = validation_mu(_finite_or_neg_inf(X_val @ coef.T + b), truth)
             self.alpha_ = float(_pick_best(self.val_mu_))
-        self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_)
+        self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_, weight=weight)
 
     def _score(self, X, prompts, n):
         return _finite_or_neg_inf(X @ self.coef_.T + self.intercept_[None, :])
@@ -446,14 +462,24 @@ class MLPRouter(Router):
     def _fit_once(self, records, X, val, X_val, center: bool):
         import torch
         hs = self._check_params()
-        dense, obs = records.dense(fill=0.0), records.observed_dense()
-        raw_mean = _column_means(dense, obs)
-        if center:
-            from .signal import per_prompt_centered
-            dense, obs = per_prompt_centered(records)
-        mean = _column_means(dense, obs)
+        # minibatches are read from the CSR records: no dense copy of the matrix
+        raw_mean = records.llm_summary()["mean_score"].to_numpy()
+        train_scores = records.scores
+        mean = raw_mean
+        if center:  # the same CSR structure holding score - prompt mean
+            from types import SimpleNamespace
+            from .signal import prompt_means
+            pm = np.nan_to_num(prompt_means(records))
+            rows = np.repeat(np.arange(records.n_prompts), np.diff(records.scores.indptr))
+            train_scores = records.scores.copy()
+            train_scores.data = (train_scores.data - pm[rows]).astype(np.float32)
+            cnt = np.bincount(train_scores.indices, minlength=records.n_llms)
+            tot = np.bincount(train_scores.indices, weights=train_scores.data,
+                              minlength=records.n_llms)
+            mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+            records = SimpleNamespace(scores=train_scores, n_llms=records.n_llms)
         g = torch.Generator().manual_seed(int(self.random_state))
-        sizes = [X.shape[1], *hs, dense.shape[1]]
+        sizes = [X.shape[1], *hs, records.n_llms]
         layers = []
         with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
             torch.manual_seed(int(self.random_state))
@@ -467,9 +493,15 @@ class MLPRouter(Router):
         opt = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate),
                                weight_decay=float(self.alpha))
         Xt = torch.as_tensor(X, dtype=torch.float32)
-        Yt = torch.as_tensor(dense, dtype=torch.float32)
-        Mt = torch.as_tensor(obs, dtype=torch.float32)
         n, bs = Xt.shape[0], int(self.batch_size)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small ops: threads only wait on each other
+        try:
+            self._train_epochs(torch, net, opt, g, Xt, records, n, bs, raw_mean, val, X_val)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train_epochs(self, torch, net, opt, g, Xt, records, n, bs, mean, val, X_val):
         truth = val.dense() if val is not None else None
         best_mu, best_state, stale = -np.inf, None, 0
         self.val_mu_ = {}
@@ -480,14 +512,14 @@ class MLPRouter(Router):
             perm = torch.randperm(n, generator=g)
             for s in range(0, n, bs):
                 b = perm[s:s + bs]
-                m = Mt[b]
-                loss = (((net(Xt[b]) - Yt[b]) ** 2) * m).sum() / m.sum().clamp_min(1.0)
+                y, m = _csr_rows(torch, records.scores, b.numpy())
+                loss = (((net(Xt[b]) - y) ** 2) * m).sum() / m.sum().clamp_min(1.0)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             self.n_epochs_ = epoch + 1
             if truth is not None:
-                self._store(net, raw_mean)
+                self._store(net, mean)
                 mu = validation_mu(self._score(X_val, None, X_val.shape[0]), truth)
                 self.val_mu_[epoch + 1] = mu
                 if mu > best_mu:
@@ -498,7 +530,7 @@ class MLPRouter(Router):
                     stale += 1
                     if stale >= int(self.patience):
                         break
-        self._store(net, raw_mean)
+        self._store(net, mean)
         if best_state is not None:
             self.weights_, self.biases_ = best_state
             self.best_epoch_ = int(max(self.val_mu_, key=lambda e: (self.val_mu_[e], -e)))
@@ -538,6 +570,15 @@ class MLPRouter(Router):
         self.val_mu_ = {int(k): v for k, v in state.get("val_mu", {}).items()}
         self.center_ = bool(state.get("center", False))
         self.center_val_mu_ = state.get("center_val_mu", {})
+
+
+def _csr_rows(torch, scores, rows: np.ndarray):
+    """(scores, observed mask) of some rows as dense float32 tensors (0 where unobserved)."""
+    sub = scores[rows]
+    Y = torch.from_numpy(sub.toarray().astype(np.float32, copy=False))
+    mask = sub.copy()
+    mask.data = np.ones_like(mask.data)
+    return Y, torch.from_numpy(mask.toarray().astype(np.float32, copy=False))
 
 
 # ------------------------------------------------------------------ cluster
@@ -733,10 +774,16 @@ class MLCRouter(_TunedRouter):
         from sklearn.linear_model import LogisticRegression
         if C <= 0:
             raise ConfigError(f"C must be > 0, got {C}")
+        from threadpoolctl import threadpool_limits
         m, d = y.shape[1], X.shape[1]
         coef = np.zeros((m, d), dtype=np.float32)
         intercept = np.full(m, np.nan, dtype=np.float32)
-        for j in range(m):
+        with threadpool_limits(1):  # one small solve per LLM: BLAS threads only contend
+            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression)
+        return coef, intercept
+
+    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression):
+        for j in range(y.shape[1]):
             rows = obs[:, j]
             if not rows.any():
                 continue
@@ -749,7 +796,6 @@ class MLCRouter(_TunedRouter):
                 X[rows], yj, sample_weight=None if w is None else w[rows, j])
             coef[j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
-        return coef, intercept
 
     @staticmethod
     def _proba(X, coef, intercept):

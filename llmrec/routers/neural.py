@@ -197,9 +197,8 @@ class _NeuralRouter(Router):
             self._export(torch, model)
 
     def _rows(self, torch, records, idx):
-        Y = torch.from_numpy(records.scores[idx].toarray().astype(np.float32))
-        M = torch.from_numpy(records.observed[idx].toarray().astype(np.float32))
-        return Y, M
+        from .classifiers import _csr_rows  # rows of the CSR only (no whole-matrix mask)
+        return _csr_rows(torch, records.scores, idx)
 
     def _loss(self, torch, logits, Y, M):
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, Y, reduction="none")

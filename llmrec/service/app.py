@@ -9,9 +9,15 @@ Endpoints (``/docs`` and ``/openapi.json`` describe them):
   (Prometheus text format).
 * ``POST /v1/feedback`` -- ``{"feedback": [{"prompt", "llm", "score"}, ...]}`` appended
   (fsynced) to a JSONL log that ``llmrec fit --data <log> --warm-start <model>`` reads.
+  ``{"decision_id", "score"}`` records the outcome of a logged decision.
 * ``POST /v1/admin/reload`` -- ``{"model_dir": ...?}``: load a model fully, then swap
   it in atomically; in-flight requests finish on the old one. SIGHUP does the same
   for the current directory when the server runs in the main thread.
+* With ``upstreams``: ``POST /v1/chat/completions`` and ``GET /v1/models``, the
+  OpenAI-compatible routing proxy (:mod:`llmrec.service.proxy`).
+
+Every decision (each ``/v1/recommend`` prompt, each routed chat completion) is logged
+to ``decisions.jsonl`` (:mod:`llmrec.service.decisions`).
 
 An API key is required on ``/v1/*`` when ``api_key`` (or env ``LLMREC_API_KEY``) is
 set: header ``X-API-Key``, else 401.
@@ -20,6 +26,7 @@ set: header ``X-API-Key``, else 401.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import secrets
@@ -31,16 +38,20 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from .._version import __version__
 from ..errors import ConfigError, LLMRecError
 from ..routers import load_router
 from .batcher import MicroBatcher
+from .decisions import DecisionLog, choose_many, feedback_line, model_fingerprint, new_decision, \
+    policy_name, resolve_policy
 from .feedback import FeedbackLog
+from .routerinfo import router_info
 
+_OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/openapi.json", "/redoc"})
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -63,6 +74,9 @@ class PromptResult(BaseModel):
     index: int
     truncated: bool = False
     llms: list[RankedLLM]
+    decision_id: Optional[str] = None
+    chosen: Optional[str] = None
+    propensity: Optional[float] = None
 
 
 class RecommendResponse(BaseModel):
@@ -78,7 +92,9 @@ class FeedbackItem(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    feedback: list[FeedbackItem] = Field(..., min_length=1)
+    feedback: Optional[list[FeedbackItem]] = Field(None, min_length=1)
+    decision_id: Optional[str] = Field(None, description="outcome of a logged decision")
+    score: Optional[float] = Field(None, description="with decision_id: the outcome")
 
 
 class ReloadRequest(BaseModel):
@@ -130,33 +146,16 @@ class _State:
         self.model_dir = model_dir
         self.version = 1
         self.loaded_at = time.time()
-
-
-def _price_fields(router) -> list[dict]:
-    """Per-LLM known prices from the model's LLM table (None where unknown)."""
-    t = router.llms_
-    costs = router.llm_costs_
-    out = []
-    for i in range(len(t)):
-        d = {}
-        for col in ("price_input", "price_output"):
-            if col in t.columns:
-                v = t[col].iloc[i]
-                try:
-                    v = float(v)
-                except (TypeError, ValueError):
-                    v = float("nan")
-                d[col] = None if math.isnan(v) else v
-        if costs is not None and np.isfinite(costs[i]):
-            d["cost"] = float(costs[i])
-        out.append(d)
-    return out
+        self.fingerprint = model_fingerprint(model_dir) if router is not None else None
+        self.load_error: str | None = None
 
 
 def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 8000,
                long_prompts: str = "truncate", max_k: int = 100, batch_window_ms: float = 5.0,
                max_batch: int = 1024, feedback_log=None, api_key: str | None = None,
-               max_feedback: int = 1000) -> FastAPI:
+               max_feedback: int = 1000, upstreams=None, policy=None, log_dir=None,
+               decision_log: bool = True, log_texts: bool = True,
+               lazy_load: bool = False) -> FastAPI:
     """Build the service app for the router saved in ``model_dir``.
 
     Parameters
@@ -176,7 +175,23 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         Where ``POST /v1/feedback`` appends; default ``<model_dir>/../feedback.jsonl``.
     api_key : str, optional
         Required ``X-API-Key`` on ``/v1/*``; default env ``LLMREC_API_KEY`` (unset or
-        ``""``: open).
+        ``""``: open). The proxy endpoints also accept ``Authorization: Bearer <key>``.
+    upstreams : path, mapping or UpstreamConfig, optional
+        ``upstreams.toml`` (see :mod:`llmrec.service.upstreams`): adds the
+        OpenAI-compatible proxy, ``POST /v1/chat/completions`` and ``GET /v1/models``
+        (:mod:`llmrec.service.proxy`).
+    policy : object or str, optional
+        Decision policy (``choose(scores, mask, rng)``, or a spec for
+        ``llmrec.policies.make_policy``); None: greedy, propensity 1.0.
+    log_dir : path, optional
+        Folder of ``feedback.jsonl`` and ``decisions.jsonl``; default: the feedback log's
+        folder (``<model_dir>/..``).
+    decision_log, log_texts : bool
+        Log every decision (``/v1/recommend`` prompts and routed proxy requests) to
+        ``decisions.jsonl`` (:mod:`llmrec.service.decisions`), with prompt texts.
+    lazy_load : bool
+        Load the model in the background after start-up; until it is loaded ``/health``
+        answers 503 ``{"ready": false}`` and other endpoints 503.
 
     Examples
     --------
@@ -197,27 +212,89 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if int(v) < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
     model_dir = Path(model_dir)
-    state = _State(load_router(model_dir), model_dir)
+    policy = resolve_policy(policy)
+    rng = np.random.default_rng()
+    if lazy_load:
+        if not (model_dir / "manifest.json").is_file():
+            raise ConfigError(f"{model_dir}: no manifest.json; not a saved llmrec router")
+        state = _State(None, model_dir)
+    else:
+        state = _State(load_router(model_dir), model_dir)
     key = (api_key if api_key is not None else os.environ.get("LLMREC_API_KEY")) or None
-    fb_log = FeedbackLog(feedback_log if feedback_log is not None
-                         else model_dir.resolve().parent / "feedback.jsonl")
+    if feedback_log is None:
+        feedback_log = (Path(log_dir) if log_dir is not None
+                        else model_dir.resolve().parent) / "feedback.jsonl"
+    fb_log = FeedbackLog(feedback_log)
+    decisions = (DecisionLog((Path(log_dir) if log_dir is not None else fb_log.path.parent)
+                             / "decisions.jsonl", log_texts=log_texts)
+                 if decision_log else None)
     batcher = MicroBatcher(lambda: state.router, batch_window_ms, max_batch)
     metrics = _Metrics()
     reload_lock = asyncio.Lock()
+    proxy = None
+    if upstreams is not None:
+        from .proxy import Proxy, RouterSlot
+        from .upstreams import as_upstream_config
+        cfg = as_upstream_config(upstreams)
+
+        def _check_overlap(router):
+            if not set(cfg.llms) & set(router.llm_names_):
+                raise ConfigError(f"{cfg.source}: none of its LLMs {cfg.names[:10]} is an LLM "
+                                  f"of the router in {model_dir} ({router.llm_names_[:10]}); "
+                                  "name the [llms.NAME] tables after the router's LLMs")
+
+        if state.router is not None:
+            _check_overlap(state.router)
+        slot = RouterSlot(name="", get_router=lambda: state.router, batcher=batcher,
+                          get_version=lambda: state.fingerprint)
+        proxy = Proxy(cfg, {}, "", decisions=decisions, policy=policy, rng=rng)
+
+        def _name_slot(router):
+            slot.name = router.name
+            proxy.slots = {router.name: slot}
+            proxy.default = router.name
+
+        if state.router is not None:
+            _name_slot(state.router)
 
     async def do_reload(new_dir: Path | None):
         async with reload_lock:
             target = Path(new_dir) if new_dir else state.model_dir
             loop = asyncio.get_running_loop()
             router = await loop.run_in_executor(None, load_router, target)
+            fingerprint = model_fingerprint(target)
             state.router, state.model_dir = router, target  # one atomic swap
+            state.fingerprint = fingerprint
+            if proxy is not None:
+                _name_slot(router)
             state.version += 1
             state.loaded_at = time.time()
             return state.version
 
+    async def initial_load():
+        loop = asyncio.get_running_loop()
+        try:
+            router = await loop.run_in_executor(None, load_router, model_dir)
+            if proxy is not None:
+                _check_overlap(router)
+        except Exception as e:  # noqa: BLE001 - reported by /health, the server stays up
+            state.load_error = f"{type(e).__name__}: {e}"
+            import logging
+            logging.getLogger("llmrec.service").error("loading %s failed: %s", model_dir,
+                                                      state.load_error)
+            return
+        state.fingerprint = model_fingerprint(model_dir)
+        if proxy is not None:
+            _name_slot(router)
+        state.loaded_at = time.time()
+        state.router = router
+
     @asynccontextmanager
     async def lifespan(app):
         await batcher.start()
+        if proxy is not None:
+            await proxy.start()
+        loader = asyncio.ensure_future(initial_load()) if state.router is None else None
         loop = asyncio.get_running_loop()
         try:  # SIGHUP: reload the current directory (main thread only)
             loop.add_signal_handler(signal.SIGHUP,
@@ -229,7 +306,13 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
             loop.remove_signal_handler(signal.SIGHUP)
         except (RuntimeError, ValueError, NotImplementedError, AttributeError):
             pass
+        if loader is not None and not loader.done():
+            loader.cancel()
         await batcher.stop()
+        if proxy is not None:
+            await proxy.stop()
+        if decisions is not None:
+            await loop.run_in_executor(None, decisions.close)
 
     app = FastAPI(title="llmrec", version=__version__, lifespan=lifespan,
                   description="Route prompts to LLMs: ranked LLMs per prompt, feedback, "
@@ -237,27 +320,52 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
     app.state.llmrec = state
     app.state.batcher = batcher
     app.state.feedback_log = fb_log
+    app.state.decision_log = decisions
+    app.state.proxy = proxy
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", None) or "other"
-            metrics.observe(request.method, path, status, time.perf_counter() - t0)
+    class _Measure:
+        """Latency and status per route (pure ASGI: no per-request task or body copy, and
+        streamed answers pass through untouched); 503 while the model is loading."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            t0 = time.perf_counter()
+            status = [500]
+
+            async def send_status(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                if state.router is None and scope["path"] not in _OPEN_PATHS:
+                    await JSONResponse(status_code=503, content={
+                        "detail": "the model is not loaded yet; see /health"})(
+                        scope, receive, send_status)
+                else:
+                    await self.inner(scope, receive, send_status)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or "other"
+                metrics.observe(scope["method"], path, status[0], time.perf_counter() - t0)
+
+    app.add_middleware(_Measure)
 
     @app.exception_handler(LLMRecError)
     async def _llmrec_error(request: Request, exc: LLMRecError):
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    async def check_key(x_api_key: Optional[str] = Header(None)):
-        if key is not None and (x_api_key is None
-                                or not secrets.compare_digest(x_api_key.encode(), key.encode())):
+    async def check_key(request: Request):
+        # reads the header itself: a Header() parameter costs FastAPI's per-request
+        # parameter machinery, a large share of a single-prompt request
+        if key is None:
+            return
+        x_api_key = request.headers.get("x-api-key")
+        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), key.encode()):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     v1 = [Depends(check_key)]
@@ -265,16 +373,28 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
     @app.get("/health")
     async def health():
         r = state.router
-        return {"status": "ok", "model_dir": str(state.model_dir), "model_version": state.version,
-                "router": r.name, "n_llms": r.n_llms_, "llmrec_version": __version__}
+        if r is None:  # readiness: not ready until the model is loaded
+            return JSONResponse(status_code=503, content={
+                "status": "failed" if state.load_error else "loading", "ready": False,
+                "error": state.load_error, "model_dir": str(state.model_dir),
+                "llmrec_version": __version__})
+        return {"status": "ok", "ready": True, "model_dir": str(state.model_dir),
+                "model_version": state.version, "router": r.name,
+                "router_version": state.fingerprint, "n_llms": r.n_llms_,
+                "llmrec_version": __version__, "pid": os.getpid()}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics_endpoint():
         s = batcher.stats
-        return metrics.render({"llmrec_batch_calls_total": s.calls,
-                               "llmrec_batched_requests_total": s.requests,
-                               "llmrec_batched_prompts_total": s.prompts,
-                               "llmrec_model_version": state.version})
+        extra = {"llmrec_batch_calls_total": s.calls,
+                 "llmrec_batched_requests_total": s.requests,
+                 "llmrec_batched_prompts_total": s.prompts,
+                 "llmrec_model_version": state.version,
+                 "llmrec_ready": int(state.router is not None)}
+        if decisions is not None:
+            extra["llmrec_decision_log_pending"] = decisions.pending
+            extra["llmrec_decision_log_errors_total"] = decisions.errors
+        return metrics.render(extra) + (proxy.metrics.render() if proxy is not None else "")
 
     @app.get("/v1/llms", dependencies=v1)
     async def llms():
@@ -307,30 +427,92 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         if req.candidates is not None:
             if not req.candidates:
                 raise HTTPException(422, "candidates is empty; omit it to use every LLM")
-            known = set(router.llm_names_)
+            known = router_info(router).index
             unknown = [c for c in req.candidates if c not in known]
             if unknown:
                 raise HTTPException(422, f"unknown candidate LLM(s): {', '.join(unknown)}; "
                                          "see GET /v1/llms")
         if req.cost_weight and router.llm_costs_ is None:
             raise HTTPException(422, "this model knows no LLM prices; cost_weight must be 0")
-        used, ids, scores = await batcher.submit(prompts, req.k, req.candidates, req.cost_weight)
-        names = used.llm_names_
-        prices = _price_fields(used)
+        cands = (list(dict.fromkeys(req.candidates)) if req.candidates is not None
+                 else router_info(router).names)
+        # a logged decision needs every candidate's score, so the batch ranks them all
+        k_all = len(cands) if decisions is not None else req.k
+        used, ids, scores = await batcher.submit(
+            prompts, k_all, cands if req.candidates is not None else None, req.cost_weight)
+        info = router_info(used)
+        names, prices = info.names, info.prices
+        # plain dicts in the RecommendResponse shape, serialised once: building pydantic
+        # objects that FastAPI dumps, validates and serialises again cost more than the
+        # router itself on small requests
+        llm_fields = [{"price_input": p.get("price_input"), "price_output": p.get("price_output"),
+                       "cost": p.get("cost")} for p in prices]
+        top_ids, top_scores = ids[:, :req.k].tolist(), scores[:, :req.k].tolist()
+        logged = _decide(prompts, cands, names, ids, scores, used) if decisions else None
         results = []
         for i in range(len(prompts)):
-            ranked = [RankedLLM(name=names[j], score=float(s), **prices[j])
-                      for j, s in zip(ids[i], scores[i])]
-            results.append(PromptResult(index=i, truncated=truncated[i], llms=ranked))
-        return RecommendResponse(model_version=state.version, model_dir=str(state.model_dir),
-                                 results=results)
+            res = {"index": i, "truncated": truncated[i],
+                   "llms": [{"name": names[j], "score": s, **llm_fields[j]}
+                            for j, s in zip(top_ids[i], top_scores[i])],
+                   "decision_id": None, "chosen": None, "propensity": None}
+            if logged:
+                d = logged[i]
+                res["decision_id"], res["chosen"] = d["decision_id"], d["chosen"]
+                res["propensity"] = d["propensity"]
+            results.append(res)
+        if logged:
+            decisions.record_many(logged)
+        return Response(json.dumps({"model_version": state.version,
+                                    "model_dir": str(state.model_dir), "results": results},
+                                   ensure_ascii=False), media_type="application/json")
+
+    def _decide(texts, cands, names, ids, scores, used) -> list[dict]:
+        """One decision per prompt from the batch's full ranking (vectorised)."""
+        info = router_info(used)
+        if cands is info.names:  # every LLM: candidate columns are router columns
+            ranked = np.asarray(ids, dtype=np.int64)
+        else:
+            col = np.full(len(names), -1, dtype=np.int64)  # router -> candidate column
+            col[[info.index[c] for c in cands]] = np.arange(len(cands))
+            ranked = col[ids]                            # (n, m) candidate columns, best first
+        cand_scores = np.empty(ranked.shape, dtype=np.float64)
+        cand_scores[np.arange(ranked.shape[0])[:, None], ranked] = scores
+        chosen, prop = choose_many(ranked, cand_scores, policy, rng)
+        pname, version, log_text = policy_name(policy), state.fingerprint, decisions.log_texts
+        return [new_decision(t, cands, cs, rk, int(c), float(p), policy=pname,
+                             router=used.name, router_version=version, source="recommend",
+                             log_text=log_text)
+                for t, cs, rk, c, p in zip(texts, cand_scores, ranked.tolist(), chosen, prop)]
+
+    async def decision_feedback(req: FeedbackRequest):
+        if req.feedback is not None:
+            raise HTTPException(422, "give either decision_id and score, or feedback, not both")
+        if req.score is None or not math.isfinite(req.score):
+            raise HTTPException(422, "score: a finite number is required with decision_id")
+        if decisions is None:
+            raise HTTPException(422, "decision_id: this service does not log decisions "
+                                     "(started without the decision log)")
+        loop = asyncio.get_running_loop()
+        d = await loop.run_in_executor(None, decisions.get, req.decision_id)
+        if d is None:
+            raise HTTPException(404, f"decision_id {req.decision_id!r} is not in "
+                                     f"{decisions.path}")
+        line = feedback_line(d, req.score)
+        n = await loop.run_in_executor(None, fb_log.append_json, [line])
+        return {"written": n, "log": str(fb_log.path), "decision_id": d["decision_id"],
+                "llm": line["llm"]}
 
     @app.post("/v1/feedback", dependencies=v1)
     async def feedback(req: FeedbackRequest):
+        if req.decision_id is not None:
+            return await decision_feedback(req)
+        if req.feedback is None:
+            raise HTTPException(422, "feedback: give a list of {prompt, llm, score} records, "
+                                     "or decision_id and score")
         if len(req.feedback) > max_feedback:
             raise HTTPException(422, f"{len(req.feedback)} feedback records; at most "
                                      f"{max_feedback} per request")
-        known = set(state.router.llm_names_)
+        known = router_info(state.router).index
         unknown = sorted({f.llm for f in req.feedback if f.llm not in known})
         if unknown:
             raise HTTPException(422, f"unknown LLM(s) in feedback: {', '.join(unknown)}; see "
@@ -356,4 +538,7 @@ def create_app(model_dir, *, max_prompts: int = 256, max_prompt_chars: int = 800
         return {"model_version": version, "model_dir": str(state.model_dir),
                 "router": state.router.name}
 
+    if proxy is not None:
+        from .proxy import install_proxy
+        install_proxy(app, proxy, key)
     return app

@@ -83,14 +83,15 @@ class MicroBatcher:
             first = await self._queue.get()
             batch = [first]
             n = len(first.prompts)
-            deadline = loop.time() + self.window_ms / 1000.0
+            if self.window_ms > 0 and n < self.max_batch:
+                # one timer per batch (not a wait_for task per request), then take
+                # whatever arrived; under load the previous batch's compute time
+                # collects the next batch anyway
+                await asyncio.sleep(self.window_ms / 1000.0)
             while n < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
                 try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
                     break
                 batch.append(item)
                 n += len(item.prompts)

@@ -78,6 +78,21 @@ class FeedbackLog:
                 raise DataFormatError(f"feedback record {i}: 'score' must be finite")
             lines.append(json.dumps({"prompt_id": prompt_hash(text), "text": text, "llm": llm,
                                      "score": score, "time": now}, ensure_ascii=False))
+        return self._write_lines(lines)
+
+    def append_json(self, objects: Iterable[Mapping]) -> int:
+        """Append arbitrary JSON objects, one line each, through the same locked, fsynced
+        write (used by :class:`~llmrec.service.decisions.DecisionLog`); returns the count.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> FeedbackLog(os.path.join(tempfile.mkdtemp(), "d.jsonl")).append_json([{"a": 1}])
+        1
+        """
+        return self._write_lines([json.dumps(o, ensure_ascii=False) for o in objects])
+
+    def _write_lines(self, lines: list) -> int:
         if not lines:
             return 0
         data = ("\n".join(lines) + "\n").encode("utf-8")

@@ -1,0 +1,195 @@
+"""Scale work: memory of records, fast paths that must give the same answers, dry run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from llmrec.data import PerformanceRecords
+from llmrec.data.records import _column_sums
+from llmrec.datasets import make_synthetic
+from llmrec.retrieval import ExactNeighbours, topk_scores
+from llmrec.retrieval.index import _topk_order
+from llmrec.routers import make_router
+from llmrec.routers.base import Router
+
+
+# ----------------------------------------------------------------- records
+def test_records_hold_only_the_csr():
+    rec = make_synthetic(300, 40, seed=0, density=0.7)
+    obs = rec.observed
+    assert obs.dtype == bool and obs.nnz == rec.n_observed
+    # the mask is a view of the scores' structure, not a copy of it
+    assert np.shares_memory(obs.indices, rec.scores.indices)
+    assert np.shares_memory(obs.indptr, rec.scores.indptr)
+    assert "observed" not in vars(rec)
+    big = [k for k, v in vars(rec).items()
+           if sp.issparse(v) or (isinstance(v, np.ndarray) and v.size >= rec.n_observed)]
+    assert big == ["scores"]
+
+
+def test_canonical_float32_csr_is_shared_not_copied():
+    rec = make_synthetic(50, 6, seed=1)
+    again = PerformanceRecords(rec.scores, rec.prompts, rec.llms, observed=rec.observed)
+    assert np.shares_memory(again.scores.data, rec.scores.data)
+    assert again.equals(rec)
+
+
+def test_dense_views_match_a_naive_fill(monkeypatch):
+    import llmrec.data.records as records_module
+    monkeypatch.setattr(records_module, "_DENSE_BLOCK_CELLS", 97)  # several blocks
+    rec = make_synthetic(257, 33, seed=2, density=0.6, binary=False)
+    coo = rec.scores.tocoo()
+    want = np.full(rec.shape, np.nan, np.float32)
+    want[coo.row, coo.col] = coo.data
+    np.testing.assert_array_equal(rec.dense(), want)
+    np.testing.assert_array_equal(rec.observed_dense(), ~np.isnan(want))
+    packed = rec.observed_packed()
+    assert packed.shape == (257, 5) and packed.dtype == np.uint8
+    np.testing.assert_array_equal(np.unpackbits(packed, axis=1, count=33).astype(bool),
+                                  ~np.isnan(want))
+
+
+def test_chunked_column_sums_equal_bincount():
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 17, 1000).astype(np.int32)
+    w = rng.random(1000).astype(np.float32)
+    np.testing.assert_allclose(_column_sums(idx, w, 17, chunk=64),
+                               np.bincount(idx, weights=w, minlength=17))
+    np.testing.assert_array_equal(_column_sums(idx, None, 17, chunk=7),
+                                  np.bincount(idx, minlength=17))
+
+
+def test_align_llms_is_linear_in_the_pool():
+    rec = make_synthetic(3, 8500, seed=0)
+    names = rec.llm_names
+    t0 = time.perf_counter()
+    out = Router._align_llms(rec, names[::-1], "x")
+    assert time.perf_counter() - t0 < 5.0  # was 189 s at this size (a set per name)
+    assert out.llm_names == names[::-1]
+    assert Router._align_llms(rec, names, "x") is rec  # aligned already: no copy
+
+
+# ------------------------------------------------------------------ top-k
+@pytest.mark.parametrize("kk", [1, 3, 8, 12])
+def test_topk_order_equals_a_stable_sort_with_ties(kk):
+    rng = np.random.default_rng(kk)
+    for _ in range(50):
+        n, m = int(rng.integers(1, 40)), int(rng.integers(kk * 4 + 1, 300))
+        key = rng.integers(-2, 3, (n, m)).astype(np.float32) * 0.5
+        key[rng.random((n, m)) < 0.3] = -np.inf
+        key[rng.random((n, m)) < 0.05] = -0.0
+        if n > 1:
+            key[0] = -np.inf  # a row with no finite key
+        want = np.argsort(-key, axis=1, kind="stable")[:, :kk]
+        np.testing.assert_array_equal(_topk_order(key.copy(), kk), want)
+
+
+def test_topk_scores_nan_last_and_candidates():
+    S = np.array([[np.nan, 1.0, 1.0, 0.0, 2.0] + [0.0] * 20], dtype=np.float32)
+    ids, vals = topk_scores(S, 3)
+    assert ids.tolist() == [[4, 1, 2]]
+    ids, _ = topk_scores(S, 2, candidates=[0, 2, 3])
+    assert ids.tolist() == [[2, 3]]
+
+
+# -------------------------------------------------------------------- kNN
+def _features(n, d=48, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    X[5] = X[3]  # exact duplicates: tied neighbours
+    X[6] = X[3]
+    return X
+
+
+def test_exact_neighbours_faiss_equals_numpy():
+    X = _features(600)
+    Q = np.vstack([_features(80, seed=1), X[:20]])
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    R = X / np.linalg.norm(X, axis=1, keepdims=True)
+    a = ExactNeighbours(R, backend="faiss").search(Q, 7)
+    b = ExactNeighbours(R, backend="numpy").search(Q, 7)
+    np.testing.assert_array_equal(a, b)
+    assert ExactNeighbours(R).search(Q[:0], 3).shape == (0, 3)
+
+
+def test_knn_choices_identical_to_the_numpy_search():
+    from llmrec.encoders import PrecomputedEncoder
+    rec = make_synthetic(1500, 12, n_topics=4, seed=3)
+    X = _features(1500, seed=3)
+    train = rec.select_prompts(np.arange(1200))
+    routers = []
+    for backend in ("auto", "numpy"):
+        r = make_router("knn")
+        r._nn_backend = backend
+        routers.append(r.fit(train, encoder=PrecomputedEncoder(X[:1200], texts=train.texts)))
+    Xq = np.vstack([X[1200:], X[:50]])  # held-out prompts and training prompts
+    a, b = (r.recommend_ids(Xq, k=3)[0] for r in routers)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(routers[0].score(Xq), routers[1].score(Xq))
+    assert routers[0].nn_.backend == "faiss" and routers[1].nn_.backend == "numpy"
+
+
+def test_best_single_recommend_equals_ranking_its_scores():
+    rec = make_synthetic(200, 30, seed=4)
+    r = make_router("best-single").fit(rec)
+    ids, vals = r.recommend_ids(rec, k=4, candidates=list(range(0, 30, 2)))
+    want = topk_scores(r.score(rec), 4, candidates=list(range(0, 30, 2)))
+    np.testing.assert_array_equal(ids, want[0])
+    np.testing.assert_array_equal(vals, want[1])
+
+
+# ---------------------------------------------------------------- dry run
+def test_dry_run_estimate_within_2x_of_a_real_fit():
+    from llmrec.encoders import TfidfEncoder
+    from llmrec.routers.cost import _malloc_returns_memory, _PeakRSS, estimate_fit_cost
+    rec = make_synthetic(12000, 40, seed=0)
+    enc = TfidfEncoder(dim=32, n_features=2 ** 12)
+    est = estimate_fit_cost(make_router("linear"), rec, encoder=enc, min_seconds=0.2,
+                            start_records=10_000)
+    assert not est.exact and len(est.samples) >= 2
+    _malloc_returns_memory()
+    c0 = time.process_time()
+    with _PeakRSS() as mem:
+        make_router("linear").fit(rec, encoder=enc)
+    cpu = time.process_time() - c0
+    assert 0.5 <= est.seconds / cpu <= 2.0, (est.seconds, cpu, est.samples)
+    assert 0.5 <= est.fit_bytes / mem.peak <= 2.0, (est.fit_bytes, mem.peak, est.samples)
+    assert "estimated fit time" in est.summary()
+
+
+def test_cli_fit_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
+    from llmrec import cli
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args):
+        with pytest.raises(SystemExit) as e:
+            cli.main(list(args))
+        return e.value.code
+
+    assert call("fit", "--data", "synthetic", "--router", "best-single", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "estimated fit time" in out and "estimated peak memory" in out
+    assert call("fit", "--data", "synthetic", "--router", "best-single") == 2
+    assert "error: --out is required" in capsys.readouterr().err
+    assert call("fit", "--data", "synthetic", "--router", "linear", "--max-minutes", "0.0001",
+                "--out", "m") == 2
+    assert "above --max-minutes" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lightfm_refuses_an_hour_long_fit_up_front():
+    pytest.importorskip("lightfm")
+    from llmrec.encoders import TfidfEncoder
+    from llmrec.errors import CapabilityError
+    rec = make_synthetic(100, 5, seed=0)
+    r = make_router("lightfm", max_fit_minutes=1e-6)
+    t0 = time.perf_counter()
+    with pytest.raises(CapabilityError, match="CPU hours.*twotower"):
+        r.fit(rec, encoder=TfidfEncoder(dim=8, n_features=2 ** 10))
+    assert time.perf_counter() - t0 < 10
+    # RouterEval's scale with 384-d features: about 120 CPU hours, so refused by default
+    assert make_router("lightfm").estimated_fit_seconds(38_000 * 8_500, 384) > 100 * 3600
