@@ -779,10 +779,10 @@ class MLCRouter(_TunedRouter):
         coef = np.zeros((m, d), dtype=np.float32)
         intercept = np.full(m, np.nan, dtype=np.float32)
         with threadpool_limits(1):  # one small solve per LLM: BLAS threads only contend
-            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression)
+            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression, w)
         return coef, intercept
 
-    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression):
+    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression, w=None):
         for j in range(y.shape[1]):
             rows = obs[:, j]
             if not rows.any():
