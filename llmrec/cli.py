@@ -316,7 +316,8 @@ def _attach_text(rec, path: Path):
             empty = prompts[col].isna() | (prompts[col].astype(str) == "")
             prompts[col] = prompts[col].where(~empty, pd.Series(vals, index=prompts.index))
     return PerformanceRecords(rec.scores, prompts, rec.llms, observed=rec.observed,
-                              cost=rec.cost, score_range=rec.score_range, name=rec.name)
+                              cost=rec.cost, score_range=rec.score_range, name=rec.name,
+                              score_kind=rec.score_kind, reference_llm=rec.reference_llm)
 
 
 def load_data(spec: str, on_duplicate: str = "error"):
@@ -563,7 +564,8 @@ def _check_side_features(rec, side: List[str], source: str) -> None:
              "  llmrec fit --data feedback.jsonl --warm-start model --out model-v2")
 def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path (repeatable)"),
         router: Optional[str] = typer.Option(None, "--router",
-                                             help="router name, e.g. knn (see the README)"),
+                                             help="router name, e.g. knn (default: auto, "
+                                                  "see docs/routers/auto.md)"),
         param: List[str] = typer.Option([], "--param", help="router parameter key=value, "
                                                             "e.g. k=5"),
         encoder: Optional[str] = typer.Option(None, "--encoder",
@@ -587,7 +589,10 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
         max_minutes: Optional[float] = typer.Option(
             None, "--max-minutes", min=0.0,
             help="estimate the fit first (as --dry-run) and refuse it when the estimate "
-                 "is above this many CPU minutes")):
+                 "is above this many CPU minutes"),
+        tune: bool = typer.Option(False, "--tune", help="pick the router's main settings on "
+                                  "validation prompts (--val, else a share of the training "
+                                  "prompts; grids: llmrec.routers.tuning.DEFAULT_GRIDS)")):
     from .data.records import PerformanceRecords
     from .routers import ROUTERS, available_routers, make_router
     if out is None and not dry_run:
@@ -598,6 +603,8 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
     if out is not None:
         _out_dir(out)
     # every option is checked before any data is read
+    if router is None and warm_start is None:
+        router = "auto"  # stacked candidates with a no-regret guard (docs/routers/auto.md)
     params = _parse_params(param)
     if router is not None:
         params = _router_params(router, param)
@@ -611,8 +618,6 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             for s in side_feature]
     if warm_start is not None and not warm_start.is_dir():
         raise FileNotFoundError(f"--warm-start {warm_start}: no such model directory")
-    if router is None and warm_start is None:
-        raise ConfigError(f"--router is required (available: {', '.join(available_routers())})")
     parts = [load_data(d, on_duplicate) for d in data]
     data_specs = [_data_spec(d) for d in data]
     how = "fit"
@@ -686,10 +691,17 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
             kw["encoder"] = _make_encoder("tfidf", [])
         with _prog.stage(f"fit {router} on {train.n_prompts} prompts x {train.n_llms} LLMs",
                          show=_progress()):
-            r.fit(train, **kw)
+            if tune:
+                from .routers.tuning import tune_router
+                r = tune_router(router, train, params=params, **kw)
+            else:
+                r.fit(train, **kw)
         feat = getattr(r, "featurizer_", None)
         if feat is not None and type(feat.encoder).__name__ == "CachedEncoder":
             feat.encoder = feat.encoder.encoder  # the saved model never names a cache path
+    from .routers.tuning import describe_tuning
+    if describe_tuning(r):
+        _echo(describe_tuning(r))
     r.save(out)
     (out / "fit_info.json").write_text(json.dumps(
         {"data": data_specs, "router": router, "params": _jsonable(params),

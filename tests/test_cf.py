@@ -71,7 +71,8 @@ def test_bpr_beats_best_single(synth_split):
 def test_als_confidences_encode_failures_as_negatives():
     r = make_router("als", alpha=2.0, neg_alpha=4.0)
     s = np.array([1.0, 0.0, 0.8, 0.2], np.float32)
-    c = r._confidences(s, s >= 0.5)
+    ok = s >= 0.5  # threshold feedback: the weight is the score, or 1 - score for failures
+    c = r._confidences(np.where(ok, s, 1.0 - s), ok)
     np.testing.assert_allclose(c, [3.0, -5.0, 2.6, -4.2], rtol=1e-6)
     assert make_router("als", alpha=2.0)._neg_alpha == 2.0  # None -> alpha
 

@@ -204,7 +204,7 @@ def test_mlc_routereval95_continuous(synth):
 def test_mlc_threshold_and_constant_head():
     Y = np.array([[1, 0], [1, 1], [1, 0], [1, 1]], dtype=np.float32)
     X = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1]], dtype=np.float32)
-    r = _fit_on_features(make_router("mlc", threshold=0.5), X, Y)
+    r = _fit_on_features(make_router("mlc", label_rule="threshold", threshold=0.5), X, Y)
     S = r._score(X, None, 4)
     np.testing.assert_allclose(S[:, 0], 1 / (1 + 0.5 / 4.5), rtol=1e-5)  # all-positive head
     assert S[1, 1] > S[0, 1]

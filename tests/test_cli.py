@@ -97,7 +97,7 @@ def test_data_info_and_evaluate(small, capsys):
      "kk"),
     (("fit", "--data", "{csv}", "--router", "knn", "--encoder-param", "dimm=5",
       "--out", "{tmp}/x"), "dimm"),
-    (("fit", "--data", "{csv}", "--out", "{tmp}/x"), "--router is required"),
+    (("fit", "--data", "{csv}", "--router", "nope", "--out", "{tmp}/x"), "unknown router"),
     (("recommend", "--model", "{tmp}/nomodel", "hi"), "does not exist"),
     (("recommend", "--model", "{model}", "hi", "--candidates", "llm-00,gpt-9"), "gpt-9"),
     (("recommend", "--model", "{model}"), "no prompts"),

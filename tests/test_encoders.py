@@ -345,3 +345,23 @@ def test_encode_records_on_mmlu_pro(shared_data, tmp_path):
     np.testing.assert_array_equal(back.encode([rec.texts[7]]), X[[7]])
     f = PromptFeaturizer(back, side_features=("category",)).fit(rec)
     assert f.transform(rec).shape == (60, info["dim"] + len(f.levels_["category"]))
+
+
+def test_union_encoder_roundtrip_and_parts(tmp_path):
+    from llmrec.encoders import UnionEncoder, encoder_from_state, make_encoder
+    from llmrec.encoders.union import text_statistics
+    texts = ["add two numbers", "capital of France", "def f(x): return x + 1",
+             "What is $x^2$ if x = 3?", "sum of 3 and 4\nand 5"]
+    enc = UnionEncoder(parts=["tfidf", TfidfEncoder(dim=3, min_df=1)], weights=[1.0, 2.0])
+    enc.fit(texts)
+    V = enc.encode(texts)
+    assert V.shape == (5, enc.dim) and enc.dim == enc.parts[0].dim + 3 + 8
+    np.testing.assert_allclose(np.linalg.norm(V[:, 4:7], axis=1), 2.0, rtol=1e-5)
+    back = encoder_from_state(enc.get_config(), enc.get_arrays())
+    np.testing.assert_array_equal(back.encode(texts), V)
+    assert back.fingerprint == enc.fingerprint
+    other = UnionEncoder(parts=["tfidf"], stats=False).fit(texts)
+    assert other.fingerprint != enc.fingerprint and other.dim == other.parts[0].dim
+    S = text_statistics(texts)
+    assert S[2, 5] > 0 and S[3, 6] > 0 and S[4, 7] > 0 and S[0, 5] == 0
+    assert isinstance(make_encoder("union", parts=["tfidf"]), UnionEncoder)

@@ -89,11 +89,22 @@ def test_add_llm(synth_split, tmp_path):
 def test_add_llm_without_metadata(synth_split):
     train, test = synth_split
     old = train.llm_names[:6]
-    r = make_router("lightfm", no_components=8, epochs=10, use_metadata=False)
+    # threshold feedback learns absolute success: the new column predicts it
+    r = make_router("lightfm", no_components=8, epochs=10, use_metadata=False,
+                    success_threshold=0.5)
     r.fit(train.select_llms(old), encoder=small_encoder())
     r.add_llm("llm-06", train.select_prompts(np.arange(80)))
     truth = test.select_llms(["llm-06"]).dense()[:, 0]
     assert roc_auc_score(truth, r.score(test.texts)[:, -1]) > 0.6
+    # the default relative feedback learns which LLM beats the prompt's mean: the new
+    # column, against the other columns' mean, predicts that
+    r = make_router("lightfm", no_components=8, epochs=10, use_metadata=False)
+    r.fit(train.select_llms(old), encoder=small_encoder())
+    r.add_llm("llm-06", train.select_prompts(np.arange(80)))
+    d = test.dense()
+    beats = d[:, 6] > d.mean(axis=1)
+    S = r.score(test.texts)
+    assert roc_auc_score(beats, S[:, -1] - S[:, :-1].mean(axis=1)) > 0.6
 
 
 def test_bad_loss(synth_split):

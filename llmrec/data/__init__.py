@@ -1,8 +1,8 @@
 """Layer 1: the performance-records data layer (records, readers, splits, pools, synthetic)."""
 
-from .records import FORMAT_VERSION, PerformanceRecords
+from .records import FORMAT_VERSION, SCORE_KINDS, PerformanceRecords, infer_score_kind
 
-__all__ = ["PerformanceRecords", "FORMAT_VERSION"]
+__all__ = ["PerformanceRecords", "FORMAT_VERSION", "SCORE_KINDS", "infer_score_kind"]
 
 from .pools import (GROUPS, candidate_pools, oracle_score, routereval_levels,  # noqa: E402
                     select_candidates)

@@ -32,6 +32,32 @@ from ..errors import DataFormatError, UnknownIdError
 FORMAT_VERSION = 1
 _DENSE_BLOCK_CELLS = 1 << 22  # cells per block when dense views are filled
 _PROMPT_BASE_COLUMNS = ("prompt_id", "text", "benchmark", "category")
+#: What a score means (see :func:`infer_score_kind`).
+SCORE_KINDS = ("binary", "graded", "judge", "preference")
+
+
+def infer_score_kind(scores, score_range: tuple[float, float] | None = None) -> str:
+    """The default meaning of a set of scores.
+
+    ``"binary"`` when every score is 0 or 1; ``"graded"`` when all lie in [0, 1]
+    (a declared ``score_range`` of (0, 1) counts too); ``"judge"`` otherwise (an
+    unbounded or 1-10 style judge score). A ``"preference"`` (a win rate against a
+    reference LLM) cannot be told from the numbers: declare it.
+
+    Examples
+    --------
+    >>> infer_score_kind([0.0, 1.0, 1.0]), infer_score_kind([0.2, 0.9]), infer_score_kind([3, 9])
+    ('binary', 'graded', 'judge')
+    """
+    d = np.asarray(scores.data if sp.issparse(scores) else scores, dtype=np.float32).ravel()
+    d = d[np.isfinite(d)]
+    if d.size and bool(((d == 0) | (d == 1)).all()):
+        return "binary"
+    if score_range is not None and (score_range[0] < 0 or score_range[1] > 1):
+        return "judge"
+    if not d.size or (d.min() >= 0 and d.max() <= 1):
+        return "graded"
+    return "judge"
 
 
 def _where(df, row: int) -> str:
@@ -87,6 +113,14 @@ class PerformanceRecords:
         Declared (low, high) range; scores outside it raise :class:`DataFormatError`.
     name : str, optional
         A short name for the source (used in summaries).
+    score_kind : {"binary", "graded", "judge", "preference"}, optional
+        What a score means: 0/1 correctness, a bounded graded score in [0, 1], an
+        unbounded judge score (e.g. 1-10), or a preference (win rate) against
+        ``reference_llm``. Default: inferred from the scores
+        (:func:`infer_score_kind`). Routers derive their training signal from it.
+    reference_llm : str, optional
+        The LLM that preference scores are measured against (it usually scores a
+        constant 0.5); only with ``score_kind="preference"``.
 
     Examples
     --------
@@ -104,7 +138,8 @@ class PerformanceRecords:
 
     def __init__(self, scores, prompts: pd.DataFrame, llms: pd.DataFrame, observed=None,
                  cost=None, score_range: tuple[float, float] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, score_kind: str | None = None,
+                 reference_llm: str | None = None):
         prompts = self._check_table(prompts, "prompt_id", "prompts")
         llms = self._check_table(llms, "name", "llms")
         for col in _PROMPT_BASE_COLUMNS[1:]:
@@ -125,6 +160,24 @@ class PerformanceRecords:
         self._check_values()
         self._prompt_pos: dict[str, int] | None = None
         self._llm_pos: dict[str, int] | None = None
+        self._set_kind(score_kind, reference_llm)
+
+    def _set_kind(self, score_kind, reference_llm) -> None:
+        if score_kind is None:
+            score_kind = "preference" if reference_llm is not None else \
+                infer_score_kind(self.scores, self.score_range)
+        if score_kind not in SCORE_KINDS:
+            raise DataFormatError(f"score_kind must be one of {SCORE_KINDS}, got {score_kind!r}")
+        if reference_llm is not None:
+            if score_kind != "preference":
+                raise DataFormatError(f"reference_llm={reference_llm!r} only makes sense with "
+                                      f"score_kind='preference', not {score_kind!r}")
+            reference_llm = str(reference_llm)
+            if reference_llm not in set(self.llm_names):
+                raise UnknownIdError(f"reference_llm {reference_llm!r} is not one of the "
+                                     f"records' {self.n_llms} LLMs")
+        self.score_kind = score_kind
+        self.reference_llm = reference_llm
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -446,7 +499,9 @@ class PerformanceRecords:
             build(self.scores.data), self.prompts.iloc[rows].reset_index(drop=True),
             self.llms.iloc[cols].reset_index(drop=True), observed=obs,
             cost=build(self.cost.data) if self.cost is not None else None,
-            score_range=self.score_range, name=self.name)
+            score_range=self.score_range, name=self.name, score_kind=self.score_kind,
+            reference_llm=(self.reference_llm
+                           if self.reference_llm in set(self.llms.name.iloc[cols]) else None))
 
     def drop_empty(self) -> "PerformanceRecords":
         """Drop prompts and LLMs without any observed record."""
@@ -490,7 +545,8 @@ class PerformanceRecords:
             d = self.scores.data
             binary = bool(np.isin(d, (0.0, 1.0)).all())
             lines.append(f"scores: min {d.min():.4g}, mean {d.mean():.4g}, max {d.max():.4g}"
-                         f"{' (binary)' if binary else ''}")
+                         f"{' (binary)' if binary else ''}; kind {self.score_kind}"
+                         + (f" against {self.reference_llm}" if self.reference_llm else ""))
         bench = self.prompts["benchmark"].dropna().astype(str)
         bench = bench[bench != ""]
         if len(bench):
@@ -511,7 +567,8 @@ class PerformanceRecords:
                   llms: pd.DataFrame | None = None, *, prompt_col: str = "prompt_id",
                   llm_col: str = "llm", score_col: str = "score", cost_col: str | None = "cost",
                   score_range: tuple[float, float] | None = None, name: str | None = None,
-                  source: str = "long table", on_duplicate: str = "error"
+                  source: str = "long table", on_duplicate: str = "error",
+                  score_kind: str | None = None, reference_llm: str | None = None
                   ) -> "PerformanceRecords":
         """Build records from a long table with one row per (prompt, LLM) record.
 
@@ -526,6 +583,8 @@ class PerformanceRecords:
         on_duplicate : {"error", "mean", "first"}
             What to do with repeated (prompt, LLM) pairs whose scores differ.
             Identical repeats are always merged.
+        score_kind, reference_llm : str, optional
+            What the scores mean (see :class:`PerformanceRecords`); inferred when None.
         source : str
             Named in error messages (usually the file path).
 
@@ -644,7 +703,7 @@ class PerformanceRecords:
             llms = pd.DataFrame({"name": l_order})
         obs = sp.csr_matrix((np.ones(len(r), bool), (r, c)), shape=shape)
         return cls(scores, prompts, llms, observed=obs, cost=cost_m, score_range=score_range,
-                   name=name)
+                   name=name, score_kind=score_kind, reference_llm=reference_llm)
 
     def to_long(self, with_text: bool = False) -> pd.DataFrame:
         """One row per observed record: ``prompt_id, llm, score[, cost][, text, benchmark]``."""
@@ -685,8 +744,12 @@ class PerformanceRecords:
             long = long.drop(columns="cost")
         ranges = {p.score_range for p in parts}
         rng = ranges.pop() if len(ranges) == 1 else None
+        kinds = {(p.score_kind, p.reference_llm) for p in parts}
+        kind, ref = kinds.pop() if len(kinds) == 1 else (None, None)
+        if kind is None and {k for k, _ in kinds} <= {"binary", "graded"}:
+            kind = "graded"  # 0/1 and [0, 1] scores mix as graded scores
         return cls.from_long(long, prompts, llms, score_range=rng, name=name,
-                             source="concatenated records")
+                             source="concatenated records", score_kind=kind, reference_llm=ref)
 
     # ------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> Path:
@@ -703,7 +766,8 @@ class PerformanceRecords:
             meta = {"format": "llmrec.PerformanceRecords", "format_version": FORMAT_VERSION,
                     "name": self.name, "score_range": self.score_range,
                     "n_prompts": self.n_prompts, "n_llms": self.n_llms,
-                    "n_observed": self.n_observed, "has_cost": self.cost is not None}
+                    "n_observed": self.n_observed, "has_cost": self.cost is not None,
+                    "score_kind": self.score_kind, "reference_llm": self.reference_llm}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         return path
 
@@ -734,7 +798,9 @@ class PerformanceRecords:
         rng = tuple(meta["score_range"]) if meta.get("score_range") else None
         rec = cls.from_long(long, prompts, llms, score_range=rng, name=meta.get("name"),
                             source=str(path / "records.parquet"),
-                            cost_col="cost" if meta.get("has_cost") else None)
+                            cost_col="cost" if meta.get("has_cost") else None,
+                            score_kind=meta.get("score_kind"),
+                            reference_llm=meta.get("reference_llm"))
         if rec.n_observed != meta.get("n_observed"):
             raise DataFormatError(f"{path}: holds {rec.n_observed} records, meta.json says "
                                   f"{meta.get('n_observed')}; the directory is corrupt")

@@ -12,8 +12,12 @@ Model (all draws from one seeded ``numpy.random.Generator``):
   ``s_mt ~ N(0, topic_spread)``, a size ``params_b`` growing with ability, and a
   price per 1M tokens growing with size.
 * Probability that ``m`` solves ``p``: ``sigmoid(a_m + pi_p . s_m - d_p)``. The score
-  is a Bernoulli draw (``binary=True``, the default) or that probability plus
-  N(0, 0.05) noise clipped to [0, 1].
+  depends on ``kind``: ``"binary"`` (the default) a Bernoulli draw; ``"graded"``
+  that probability plus N(0, 0.05) noise clipped to [0, 1]; ``"judge"`` a 1-10
+  judge score, ``round(1 + 9 * graded)``; ``"preference"`` a win rate against a
+  reference LLM ``r``, ``sigmoid(2 * (logit_pm - logit_pr))`` plus N(0, 0.05) noise
+  clipped to [0, 1], with the reference itself at exactly 0.5 on every prompt (as
+  in judge-preference data such as Arena-style win rates).
 * Each cell is observed with probability ``density`` (1.0: a dense benchmark).
 
 Different LLMs win on different topics (the skills), so the oracle beats the best
@@ -91,7 +95,8 @@ def _topic_vocab(n_topics: int, rng: np.random.Generator) -> tuple[list[str], li
 
 def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, seed: int = 0,
                    *, density: float = 1.0, binary: bool = True, topic_spread: float = 1.5,
-                   block_size: int = 4096) -> PerformanceRecords:
+                   block_size: int = 4096, kind: str | None = None,
+                   reference: int | str | None = None) -> PerformanceRecords:
     """Generate synthetic evaluation records (see the module docstring for the model).
 
     Parameters
@@ -101,9 +106,15 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
     density : float in (0, 1]
         Share of (prompt, LLM) cells observed.
     binary : bool
-        Bernoulli 0/1 scores (True) or noisy probabilities in [0, 1].
+        Bernoulli 0/1 scores (True) or noisy probabilities in [0, 1]; ignored when
+        ``kind`` is given.
     topic_spread : float
         Std of per-topic skills; larger means more room for routing.
+    kind : {"binary", "graded", "judge", "preference"}, optional
+        The score kind (module docstring); default from ``binary``.
+    reference : int or str, optional
+        The reference LLM of ``kind="preference"`` (position or name); default the
+        LLM of median general ability.
 
     Returns
     -------
@@ -119,11 +130,20 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
     (100, 5)
     >>> rec.prompts.loc[0, "benchmark"] in {"algebra", "geometry", "coding"}
     True
+    >>> pref = make_synthetic(100, 5, seed=0, kind="preference")
+    >>> pref.score_kind, pref.reference_llm
+    ('preference', 'llm-02')
     """
     if n_prompts < 1 or n_llms < 1 or n_topics < 1:
         raise ConfigError("n_prompts, n_llms and n_topics must be >= 1")
     if not 0 < density <= 1:
         raise ConfigError(f"density must be in (0, 1], got {density}")
+    kind = kind if kind is not None else ("binary" if binary else "graded")
+    if kind not in ("binary", "graded", "judge", "preference"):
+        raise ConfigError(f"kind must be 'binary', 'graded', 'judge' or 'preference', "
+                          f"got {kind!r}")
+    if reference is not None and kind != "preference":
+        raise ConfigError("reference is only used with kind='preference'")
     rng = np.random.default_rng(seed)
     names, vocab = _topic_vocab(n_topics, rng)
 
@@ -134,6 +154,20 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
 
     ability = rng.normal(0.0, 1.0, size=n_llms).astype(np.float32)
     skills = rng.normal(0.0, topic_spread, size=(n_llms, n_topics)).astype(np.float32)
+    lw = max(2, len(str(n_llms - 1)))
+    llm_names = [f"llm-{j:0{lw}d}" for j in range(n_llms)]
+    ref = None
+    if kind == "preference":
+        if reference is None:
+            ref = int(np.argsort(ability, kind="stable")[(n_llms - 1) // 2])
+        elif isinstance(reference, str):
+            if reference not in llm_names:
+                raise ConfigError(f"reference {reference!r} is not one of {llm_names[:5]}...")
+            ref = llm_names.index(reference)
+        else:
+            ref = int(reference)
+            if not 0 <= ref < n_llms:
+                raise ConfigError(f"reference position {ref} is out of range 0..{n_llms - 1}")
 
     # texts
     lengths = rng.integers(8, 17, size=n_prompts)
@@ -152,6 +186,8 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
     for start in range(0, n_prompts, block_size):
         stop = min(start + block_size, n_prompts)
         logit = ability[None, :] + mix[start:stop] @ skills.T - difficulty[start:stop, None]
+        if kind == "preference":  # win rate against the reference
+            logit = 2.0 * (logit - logit[:, ref:ref + 1])
         p = 1.0 / (1.0 + np.exp(-logit))
         del logit
         if density < 1:
@@ -164,10 +200,14 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
             counts.append(np.full(stop - start, n_llms))
             c = np.tile(np.arange(n_llms, dtype=np.int32), stop - start)
             pv = p.ravel()
-        if binary:
+        if kind == "binary":
             v = (rng.random(pv.shape) < pv).astype(np.float32)
         else:
             v = np.clip(pv + rng.normal(0, 0.05, size=pv.shape), 0.0, 1.0).astype(np.float32)
+            if kind == "judge":
+                v = np.round(1.0 + 9.0 * v).astype(np.float32)
+            elif kind == "preference":
+                v[c == ref] = 0.5
         cols.append(c.astype(np.int32, copy=False))
         vals.append(v)
         del p, pv
@@ -189,14 +229,15 @@ def make_synthetic(n_prompts: int = 2000, n_llms: int = 20, n_topics: int = 8, s
     })
     params_b = np.round(np.exp(2.0 + 0.8 * ability + rng.normal(0, 0.3, n_llms)), 1)
     price_in = np.round(0.05 * params_b, 3)
-    lw = max(2, len(str(n_llms - 1)))
     llms = pd.DataFrame({
-        "name": [f"llm-{j:0{lw}d}" for j in range(n_llms)],
+        "name": llm_names,
         "params_b": params_b,
         "price_input": price_in,
         "price_output": np.round(price_in * 3, 3),
         "provider": [f"provider-{j % 5}" for j in range(n_llms)],
         "ability": ability,
     })
-    return PerformanceRecords(scores, prompts, llms, score_range=(0.0, 1.0),
-                              name=f"synthetic(seed={seed})")
+    return PerformanceRecords(scores, prompts, llms,
+                              score_range=(1.0, 10.0) if kind == "judge" else (0.0, 1.0),
+                              name=f"synthetic(seed={seed})", score_kind=kind,
+                              reference_llm=llm_names[ref] if ref is not None else None)

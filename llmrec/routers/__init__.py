@@ -2,11 +2,12 @@
 
 from .base import (ROUTERS, Router, available_routers, llm_costs, load_router, make_router,
                    register_router)
-from .baselines import BestSingleRouter, OracleMixRouter, OracleRouter, RandomRouter
+from .baselines import (BestPerGroupRouter, BestSingleRouter, OracleMixRouter, OracleRouter,
+                        RandomRouter)
 
 __all__ = ["Router", "make_router", "available_routers", "load_router", "register_router",
            "ROUTERS", "llm_costs", "RandomRouter", "BestSingleRouter", "OracleRouter",
-           "OracleMixRouter"]
+           "OracleMixRouter", "BestPerGroupRouter"]
 from .classifiers import ClusterRouter, KnnRouter, LinearRouter, MLCRouter, MLPRouter  # noqa
 __all__ += ["KnnRouter", "LinearRouter", "MLPRouter", "ClusterRouter", "MLCRouter"]
 from .neural import TextMFRouter, TwoTowerRouter  # noqa: E402  (torch is imported in fit only)
@@ -23,3 +24,6 @@ __all__ += ["REPrknnRouter", "REClusterRouter", "RELinearRouter", "REMLPRouter"]
 from .bayes import BayesLinearRouter  # noqa: E402
 
 __all__ += ["BayesLinearRouter"]
+from .auto import AutoRouter  # noqa: E402
+
+__all__ += ["AutoRouter"]

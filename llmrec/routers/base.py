@@ -185,13 +185,14 @@ class Router:
         self.train_summary_ = {"n_prompts": train.n_prompts, "n_llms": train.n_llms,
                                "n_observed": train.n_observed, "name": train.name,
                                "score_min": float(train.scores.data.min()),
-                               "score_max": float(train.scores.data.max())}
-        obs = train.observed_dense()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cnt = obs.sum(axis=0)
-            self.llm_train_mean_ = np.where(
-                cnt > 0, train.dense(fill=0.0).sum(axis=0, dtype=np.float64)
-                / np.maximum(cnt, 1), np.nan)
+                               "score_max": float(train.scores.data.max()),
+                               "score_kind": getattr(train, "score_kind", None),
+                               "reference_llm": getattr(train, "reference_llm", None),
+                               "score_range": getattr(train, "score_range", None)}
+        from .signal import warn_constant_llms
+        warn_constant_llms(train, f"{type(self).__name__}.fit")
+        # per-LLM training mean (the tie rule), from the CSR: no dense copy of the matrix
+        self.llm_train_mean_ = train.llm_summary()["mean_score"].to_numpy(np.float64)
         # which prompts the model has seen: `llmrec evaluate` warns about overlap
         ids_h, text_h = prompt_hashes(train)
         self.train_prompt_hashes_ = {"ids": np.unique(ids_h), "texts": np.unique(text_h)}
@@ -491,6 +492,7 @@ class Router:
                 "llm_costs": None if self.llm_costs_ is None else self.llm_costs_.tolist(),
                 "llm_train_mean": _means_json(getattr(self, "llm_train_mean_", None)),
                 "featurizer": feat, "train_summary": _jsonable(self.train_summary_),
+                "tuning": _jsonable(getattr(self, "tuning_", None)),
                 "files": files, **extra,
             }
             manifest["checksum"] = manifest_checksum(manifest)
@@ -545,6 +547,8 @@ class Router:
                     and router.llm_train_mean_.shape != (len(router.llms_),)):
                 raise ValueError(f"llm_train_mean has {router.llm_train_mean_.size} values for "
                                  f"{len(router.llms_)} LLMs")
+            if man.get("tuning"):
+                router.tuning_ = man["tuning"]
             if "train_prompts.npz" in man["files"]:  # checked by check_model_files
                 router.train_prompt_hashes_ = _load_npz(path / "train_prompts.npz")
             router.featurizer_ = None

@@ -1,4 +1,4 @@
-"""Baseline routers: random, best single LLM, oracle and RouterEval's r_o(p)."""
+"""Baseline routers: random, best single LLM, best LLM per group, oracle and r_o(p)."""
 
 from __future__ import annotations
 
@@ -180,3 +180,123 @@ class OracleMixRouter(Router):
 
     def _set_state(self, state, arrays):
         pass
+
+
+def _group_values(prompts, column: str, n: int) -> np.ndarray | None:
+    """The ``column`` value of each prompt as strings (None where absent/unknown)."""
+    if isinstance(prompts, np.ndarray) or prompts is None:
+        return None
+    from ..encoders.features import as_prompt_frame
+    df = as_prompt_frame(prompts)
+    if column not in df.columns:
+        return None
+    vals = df[column].to_numpy(dtype=object)
+    return np.asarray([None if v is None or (isinstance(v, float) and np.isnan(v)) or v == ""
+                       else str(v) for v in vals], dtype=object)
+
+
+def group_means(records: PerformanceRecords, column: str, shrinkage: float = 0.0
+                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(group values, per-(group, LLM) mean scores, per-LLM means) of the records.
+
+    Each group mean is shrunk toward the LLM's overall mean by ``shrinkage``
+    pseudo-records: ``(sum + shrinkage * mean) / (count + shrinkage)``; a (group,
+    LLM) pair with no record takes the LLM's overall mean.
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> groups, table, overall = group_means(make_synthetic(60, 3, n_topics=2, seed=0),
+    ...                                      "category")
+    >>> groups, table.shape
+    (['algebra', 'geometry'], (2, 3))
+    """
+    if column not in records.prompts.columns:
+        raise ConfigError(f"the records' prompt table has no column {column!r} to group by "
+                          f"(columns: {list(records.prompts.columns)})")
+    g = _group_values(records, column, records.n_prompts)
+    known = np.asarray([v is not None for v in g])
+    groups = sorted({v for v in g if v is not None})
+    code = {v: i for i, v in enumerate(groups)}
+    dense, obs = records.dense(fill=0.0).astype(np.float64), records.observed_dense()
+    cnt_all, tot_all = obs.sum(axis=0), dense.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = np.where(cnt_all > 0, tot_all / np.maximum(cnt_all, 1), np.nan)
+    onehot = np.zeros((records.n_prompts, len(groups)))
+    rows = np.flatnonzero(known)
+    onehot[rows, [code[g[i]] for i in rows]] = 1.0
+    cnt = onehot.T @ obs
+    tot = onehot.T @ dense
+    s = float(shrinkage)
+    prior = np.nan_to_num(overall)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = np.where(cnt + s > 0, (tot + s * prior) / np.maximum(cnt + s, 1e-12),
+                         overall[None, :])
+    table = np.where(cnt > 0, table, overall[None, :])
+    return groups, table, overall
+
+
+@register_router
+class BestPerGroupRouter(Router):
+    """The best LLM per value of a prompt metadata column (category, benchmark, ...).
+
+    A lookup table with no learning from text: each prompt goes to the LLM with the
+    best mean training score among the training prompts that share its ``column``
+    value (e.g. the best LLM per MMLU-Pro category). A prompt whose value is
+    missing or unseen in training gets the best single LLM's scores. Prompt input
+    must carry the column (a DataFrame or PerformanceRecords); plain texts get the
+    best single LLM.
+
+    Parameters
+    ----------
+    column : str
+        Prompt-table column to group by.
+    shrinkage : float
+        Pseudo-records pulling each group mean toward the LLM's overall mean
+        (0: the plain group mean).
+
+    Examples
+    --------
+    >>> from llmrec.datasets import make_synthetic
+    >>> rec = make_synthetic(200, 4, n_topics=3, seed=0)
+    >>> r = BestPerGroupRouter("category").fit(rec)
+    >>> r.recommend(rec.select_prompts([0, 1]))[0].shape
+    (2, 1)
+    """
+
+    name = "best-per-group"
+    needs_text = False
+
+    def __init__(self, column: str = "category", shrinkage: float = 0.0):
+        self.column = column
+        self.shrinkage = shrinkage
+
+    def _fit(self, records, X, val, X_val):
+        if float(self.shrinkage) < 0:
+            raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage}")
+        groups, table, overall = group_means(records, self.column, self.shrinkage)
+        if not groups:
+            raise ConfigError(f"column {self.column!r} has no value in the training prompts; "
+                              "pick a column that groups them (e.g. category or benchmark)")
+        self.groups_ = groups
+        self.group_scores_ = np.where(np.isnan(table), -np.inf, table).astype(np.float32)
+        self.mean_scores_ = np.where(np.isnan(overall), -np.inf, overall).astype(np.float32)
+
+    def _score(self, X, prompts, n):
+        out = np.broadcast_to(self.mean_scores_, (n, self.n_llms_)).copy()
+        g = _group_values(prompts, self.column, n)
+        if g is not None:
+            code = {v: i for i, v in enumerate(self.groups_)}
+            idx = np.asarray([code.get(v, -1) for v in g])
+            hit = idx >= 0
+            out[hit] = self.group_scores_[idx[hit]]
+        return out
+
+    def _get_state(self):
+        return ({"groups": list(self.groups_)},
+                {"group_scores": self.group_scores_, "mean_scores": self.mean_scores_})
+
+    def _set_state(self, state, arrays):
+        self.groups_ = [str(g) for g in state["groups"]]
+        self.group_scores_ = arrays["group_scores"].astype(np.float32)
+        self.mean_scores_ = arrays["mean_scores"].astype(np.float32)

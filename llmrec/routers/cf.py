@@ -7,14 +7,20 @@ vector from a learned map from prompt features to user factors
 ``q . v`` (the implicit-feedback "preference"), and ``recommend`` searches the LLM
 vectors with a FAISS inner-product index.
 
+Successes and failures come from :mod:`llmrec.routers.signal`, read from the
+records' score kind: by default (``feedback="relative"``) a record is a success
+when the LLM did better than the prompt's mean over its observed LLMs, a failure
+when it did worse, with the normalised margin ``w`` as weight; an explicit
+``success_threshold`` (or ``feedback="threshold"``) gives the absolute rule, with
+``w`` the rescaled score for successes and one minus it for failures.
+
 How observed failures are used:
 
-* ALS (Hu, Koren & Volinsky 2008, as implemented by ``implicit``): a record with
-  score ``s >= success_threshold`` is a success: preference 1 with confidence
-  ``1 + alpha * s``. A record below the threshold is an *observed failure*:
-  preference 0 with confidence ``1 + neg_alpha * (1 - s)``, passed to implicit as a
+* ALS (Hu, Koren & Volinsky 2008, as implemented by ``implicit``): a success has
+  preference 1 with confidence ``1 + alpha * w``. A failure is an *observed
+  failure*: preference 0 with confidence ``1 + neg_alpha * w``, passed to implicit as a
   negative value (implicit reads a negative entry ``-c`` as preference 0 with
-  confidence ``c``). Unobserved cells keep implicit's default, preference 0 with
+  confidence ``c``). Records with no signal (weight 0) are left out. Unobserved cells keep implicit's default, preference 0 with
   confidence 1, so an observed failure weighs more than an unknown cell whenever
   ``neg_alpha > 0``; ``neg_alpha=0`` makes failures indistinguishable from unknowns.
 * BPR (Rendle et al. 2009): positives are the successes; implicit samples the
@@ -79,15 +85,19 @@ class _ImplicitMFRouter(Router):
         _check_kind(self.user_map)
 
     def _success(self, records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, cols, scores, is_success) of every observed record."""
-        coo = records.scores.tocoo()
-        s = coo.data.astype(np.float32)
-        ok = s >= self.success_threshold
-        if not ok.any():
+        """(rows, cols, weights, is_success) of every observed record (see
+        :mod:`llmrec.routers.signal`)."""
+        from .signal import implicit_feedback, resolve_feedback
+        mode = resolve_feedback(getattr(self, "feedback", None), self.success_threshold)
+        fb = implicit_feedback(records, mode, self.success_threshold)
+        if not fb.positive.any():
+            why = ("no LLM beats its prompt's mean" if mode == "relative"
+                   else f"score >= success_threshold={fb.threshold}")
             raise ConfigError(f"{type(self).__name__}: no training record is a success "
-                              f"(score >= success_threshold={self.success_threshold}); "
-                              "lower success_threshold")
-        return coo.row, coo.col, s, ok
+                              f"({why}); give records where LLMs differ, or lower "
+                              "success_threshold")
+        self.feedback_ = {"mode": mode, "threshold": fb.threshold}
+        return fb.rows, fb.cols, fb.weight, fb.positive
 
     def _fit_map(self, X: np.ndarray, U: np.ndarray, keep: np.ndarray | None = None):
         keep = np.ones(len(U), bool) if keep is None else keep
@@ -111,10 +121,15 @@ class _ImplicitMFRouter(Router):
         return Q @ V.T
 
     def _get_state(self):
-        return {}, {"item_factors": self.item_factors_,
-                    **self.user_map_.get_arrays("map_")}
+        return ({"feedback": getattr(self, "feedback_", None),
+                 "score_mean": getattr(self, "score_mean_", None)},
+                {"item_factors": self.item_factors_, **self.user_map_.get_arrays("map_")})
 
     def _set_state(self, state, arrays):
+        if state.get("feedback") is not None:
+            self.feedback_ = dict(state["feedback"])
+        if state.get("score_mean") is not None:
+            self.score_mean_ = float(state["score_mean"])
         if "item_factors" not in arrays:
             raise ModelFormatError("saved router lacks item_factors; save it again")
         self.item_factors_ = arrays["item_factors"].astype(np.float32)
@@ -132,15 +147,19 @@ class ALSRouter(_ImplicitMFRouter):
     regularization : float
         L2 penalty of the ALS solves.
     alpha : float
-        Confidence boost of a success: confidence ``1 + alpha * score``.
+        Confidence boost of a success: confidence ``1 + alpha * w``.
     neg_alpha : float or None
         Confidence boost of an observed failure: confidence
-        ``1 + neg_alpha * (1 - score)`` at preference 0 (unknown cells have
+        ``1 + neg_alpha * w`` at preference 0 (unknown cells have
         confidence 1). ``None`` means the same as ``alpha``.
     iterations : int
         ALS sweeps.
-    success_threshold : float
-        A score at or above it is a success (preference 1).
+    success_threshold : float, optional
+        An explicit threshold: a score at or above it is a success (preference 1).
+        None (default) derives successes from the score kind (``feedback``).
+    feedback : {"relative", "threshold"}, optional
+        See :mod:`llmrec.routers.signal`; default "relative" unless
+        ``success_threshold`` is given.
     user_map : {"ridge", "mlp", "knn"}
         Map from prompt features to user factors for new prompts.
     map_alpha : float
@@ -192,10 +211,12 @@ class ALSRouter(_ImplicitMFRouter):
 
     def __init__(self, factors: int = 32, regularization: float = 0.1, alpha: float = 2.0,
                  neg_alpha: float | None = None, iterations: int = 15,
-                 success_threshold: float = 0.5, user_map: str = "ridge",
+                 success_threshold: float | None = None, user_map: str = "ridge",
                  map_alpha: float = 1.0, map_k: int = 20, new_llm_prior: float = 0.1,
                  random_state: int = 0, backend: str = "implicit",
-                 spark_master: str = "local[2]", spark_partitions: int | None = None):
+                 spark_master: str = "local[2]", spark_partitions: int | None = None,
+                 feedback: str | None = None):
+        self.feedback = feedback
         self.backend = backend
         self.spark_master = spark_master
         self.spark_partitions = spark_partitions
@@ -215,10 +236,10 @@ class ALSRouter(_ImplicitMFRouter):
     def _neg_alpha(self) -> float:
         return float(self.alpha if self.neg_alpha is None else self.neg_alpha)
 
-    def _confidences(self, s: np.ndarray, success: np.ndarray) -> np.ndarray:
+    def _confidences(self, w: np.ndarray, success: np.ndarray) -> np.ndarray:
         """Signed confidences: +c for successes, -c for observed failures."""
-        pos = 1.0 + float(self.alpha) * s
-        neg = 1.0 + self._neg_alpha * (1.0 - s)
+        pos = 1.0 + float(self.alpha) * w
+        neg = 1.0 + self._neg_alpha * w
         return np.where(success, pos, -neg).astype(np.float32)
 
     def _check_als(self):
@@ -291,8 +312,16 @@ class ALSRouter(_ImplicitMFRouter):
     def _add_llm(self, name, X, y, metadata):
         Q = self._user_vectors(X).astype(np.float64)
         y = np.asarray(y, dtype=np.float32)
-        ok = y >= self.success_threshold
-        conf = np.abs(self._confidences(y, ok)).astype(np.float64)
+        fb = getattr(self, "feedback_", {"mode": "threshold", "threshold": 0.5})
+        if fb.get("mode") == "threshold" and fb.get("threshold") is not None:
+            ok = y >= float(fb["threshold"])
+            w = np.where(ok, y, 1.0 - y)
+        else:  # relative: the probe prompts' other LLMs are unknown; compare with the
+            # mean training score
+            m = y - float(getattr(self, "score_mean_", 0.5))
+            ok = m > 0
+            w = np.abs(m) / max(float(np.abs(m).mean()), 1e-6)
+        conf = np.abs(self._confidences(w, ok)).astype(np.float64)
         if self.new_llm_prior < 0:
             raise ConfigError(f"new_llm_prior must be >= 0, got {self.new_llm_prior}")
         # shrink toward the mean LLM vector: the probe prompts' vectors come from the
@@ -310,14 +339,15 @@ class ALSRouter(_ImplicitMFRouter):
 def _implicit_als(router, records):
     """The single-machine backend: implicit's CPU ALS on the CSR confidences."""
     from implicit.cpu.als import AlternatingLeastSquares
-    s = records.scores.data
-    ok = s >= router.success_threshold
-    if not ok.any():
-        router._success(records)  # raises the "no success" error
-    # the confidences share the records' index arrays: only the values are new
-    conf = sp.csr_matrix((router._confidences(s, ok), records.scores.indices,
-                          records.scores.indptr), shape=records.shape, copy=False)
-    del ok
+    # successes / failures and weights from the score kind (llmrec.routers.signal);
+    # raises when nothing is a success
+    r, c, w, ok = router._success(records)
+    keep = w > 0  # records at the prompt mean carry no signal
+    conf = sp.csr_matrix((router._confidences(w[keep], ok[keep]), (r[keep], c[keep])),
+                         shape=records.shape, dtype=np.float32)
+    del r, c, w, ok, keep
+    # the probe rule of add_llm: relative to the mean training score
+    router.score_mean_ = float(records.scores.data.mean())
     model = _fit_quietly(lambda: AlternatingLeastSquares(
         factors=int(router.factors), regularization=float(router.regularization), alpha=1.0,
         iterations=int(router.iterations), num_threads=1,
@@ -355,8 +385,10 @@ def als_backend(name: str):
 class BPRRouter(_ImplicitMFRouter):
     """Bayesian personalised ranking (``implicit``) with a feature map for cold prompts.
 
-    Positives are the successes (score >= ``success_threshold``); negatives are
-    sampled by implicit from the LLMs the prompt did not succeed on. implicit's BPR
+    Positives are the successes (by default: the LLMs that beat the prompt's mean,
+    see :mod:`llmrec.routers.signal`; or score >= ``success_threshold`` when one is
+    given); negatives are sampled by implicit from the LLMs the prompt did not
+    succeed on. implicit's BPR
     learns an item bias as the last factor column (users hold a constant 1 there),
     so ``score = q . v`` includes the bias. Training prompts with no success (or no
     failure) never enter a triple and are left out of the feature map's fit.
@@ -369,11 +401,13 @@ class BPRRouter(_ImplicitMFRouter):
         SGD step and L2 penalty.
     iterations : int
         Epochs.
-    success_threshold : float
+    success_threshold : float, optional
+        Explicit success threshold; None derives successes from the score kind.
     user_map : {"ridge", "mlp", "knn"}
     map_alpha : float
     map_k : int
     random_state : int
+    feedback : {"relative", "threshold"}, optional
 
     Examples
     --------
@@ -391,8 +425,10 @@ class BPRRouter(_ImplicitMFRouter):
 
     def __init__(self, factors: int = 32, learning_rate: float = 0.05,
                  regularization: float = 0.01, iterations: int = 100,
-                 success_threshold: float = 0.5, user_map: str = "ridge",
-                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0):
+                 success_threshold: float | None = None, user_map: str = "ridge",
+                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0,
+                 feedback: str | None = None):
+        self.feedback = feedback
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -410,7 +446,7 @@ class BPRRouter(_ImplicitMFRouter):
     def _fit(self, records, X, val, X_val):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
         self._check_common()
-        r, c, s, ok = self._success(records)
+        r, c, _, ok = self._success(records)
         pos = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (r[ok], c[ok])),
                             shape=records.shape, dtype=np.float32)
         model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),

@@ -404,6 +404,15 @@ class MLPRouter(Router):
     patience : int
         Epochs without a better validation mu before stopping (with ``val_records``).
     random_state : int
+    center : bool or None
+        Per-prompt baseline removal: regress each score minus its prompt's mean over
+        the observed LLMs (the user-bias term of rating models; only the order of
+        LLMs within a prompt matters for routing). ``None`` (default): with
+        ``val_records`` both are trained and the better validation mu is kept
+        (``center_``, ``center_val_mu_``); without, no centring. (For ``linear`` and
+        ``knn`` centring cannot change the ranking on fully observed records: a
+        ridge fit and a neighbour mean are linear in the targets and the prompt mean
+        shifts every LLM alike, so they do not offer it.)
 
     Examples
     --------
@@ -417,7 +426,8 @@ class MLPRouter(Router):
 
     def __init__(self, hidden_layer_sizes: Sequence[int] = (128,), alpha: float = 1e-4,
                  learning_rate: float = 1e-3, max_epochs: int = 100, batch_size: int = 256,
-                 patience: int = 10, random_state: int = 0):
+                 patience: int = 10, random_state: int = 0, center: bool | None = None):
+        self.center = center
         self.hidden_layer_sizes = hidden_layer_sizes
         self.alpha = alpha
         self.learning_rate = learning_rate
@@ -438,10 +448,40 @@ class MLPRouter(Router):
         return hs
 
     def _fit(self, records, X, val, X_val):
+        # per-prompt baseline removal: learn score - prompt mean (only the order of
+        # LLMs within a prompt matters); None = try both, keep the better on val
+        modes = [bool(self.center)] if self.center is not None or val is None \
+            else [False, True]
+        keep, self.center_val_mu_ = None, {}
+        for c in modes:
+            self._fit_once(records, X, val, X_val, c)
+            mu = max(self.val_mu_.values()) if self.val_mu_ else -np.inf
+            self.center_val_mu_[str(c)] = float(mu)
+            if keep is None or mu > keep[0]:
+                keep = (mu, c, self.weights_, self.biases_, self.llm_mean_, self.n_epochs_,
+                        self.best_epoch_, self.val_mu_)
+        (_, self.center_, self.weights_, self.biases_, self.llm_mean_, self.n_epochs_,
+         self.best_epoch_, self.val_mu_) = keep
+
+    def _fit_once(self, records, X, val, X_val, center: bool):
         import torch
         hs = self._check_params()
         # minibatches are read from the CSR records: no dense copy of the matrix
-        mean = records.llm_summary()["mean_score"].to_numpy()
+        raw_mean = records.llm_summary()["mean_score"].to_numpy()
+        train_scores = records.scores
+        mean = raw_mean
+        if center:  # the same CSR structure holding score - prompt mean
+            from types import SimpleNamespace
+            from .signal import prompt_means
+            pm = np.nan_to_num(prompt_means(records))
+            rows = np.repeat(np.arange(records.n_prompts), np.diff(records.scores.indptr))
+            train_scores = records.scores.copy()
+            train_scores.data = (train_scores.data - pm[rows]).astype(np.float32)
+            cnt = np.bincount(train_scores.indices, minlength=records.n_llms)
+            tot = np.bincount(train_scores.indices, weights=train_scores.data,
+                              minlength=records.n_llms)
+            mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+            records = SimpleNamespace(scores=train_scores, n_llms=records.n_llms)
         g = torch.Generator().manual_seed(int(self.random_state))
         sizes = [X.shape[1], *hs, records.n_llms]
         layers = []
@@ -461,7 +501,7 @@ class MLPRouter(Router):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # small ops: threads only wait on each other
         try:
-            self._train_epochs(torch, net, opt, g, Xt, records, n, bs, mean, val, X_val)
+            self._train_epochs(torch, net, opt, g, Xt, records, n, bs, raw_mean, val, X_val)
         finally:
             torch.set_num_threads(threads)
 
@@ -521,7 +561,8 @@ class MLPRouter(Router):
         for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):
             arrays[f"W{i}"], arrays[f"b{i}"] = W, b
         return ({"n_layers": len(self.weights_), "n_epochs": self.n_epochs_,
-                 "best_epoch": self.best_epoch_,
+                 "best_epoch": self.best_epoch_, "center": bool(self.center_),
+                 "center_val_mu": self.center_val_mu_,
                  "val_mu": {str(k): v for k, v in self.val_mu_.items()}}, arrays)
 
     def _set_state(self, state, arrays):
@@ -532,6 +573,8 @@ class MLPRouter(Router):
         self.n_epochs_ = int(state.get("n_epochs", 0))
         self.best_epoch_ = int(state.get("best_epoch", self.n_epochs_))
         self.val_mu_ = {int(k): v for k, v in state.get("val_mu", {}).items()}
+        self.center_ = bool(state.get("center", False))
+        self.center_val_mu_ = state.get("center_val_mu", {})
 
 
 def _csr_rows(torch, scores, rows: np.ndarray):
@@ -655,8 +698,12 @@ class ClusterRouter(_TunedRouter):
 class MLCRouter(_TunedRouter):
     """Multi-label classifier: one logistic-regression head per LLM predicting success.
 
-    Labels come from the scores: ``label_rule="threshold"`` marks a record positive
-    when its score is ``>= threshold``; ``label_rule="routereval95"`` uses RouterEval's
+    Labels come from the scores: ``label_rule="relative"`` (the default) marks a
+    record positive when the LLM beat the prompt's mean over its observed LLMs and
+    weights each record by the margin (:mod:`llmrec.routers.signal`; records at the
+    mean are left out), which suits every score kind; ``label_rule="threshold"``
+    marks a record positive when its score is ``>= threshold`` (``threshold=None``:
+    the score kind's default); ``label_rule="routereval95"`` uses RouterEval's
     rule (an LLM is positive on a prompt when its score is at least 95% of the
     prompt's best observed score; a prompt nobody solved has no positive), which
     also suits continuous scores. Each head is a
@@ -667,9 +714,10 @@ class MLCRouter(_TunedRouter):
 
     Parameters
     ----------
-    label_rule : {"threshold", "routereval95"}
-    threshold : float
-        Success threshold of ``label_rule="threshold"``.
+    label_rule : {"relative", "threshold", "routereval95"}
+    threshold : float, optional
+        Success threshold of ``label_rule="threshold"`` (None: the score kind's
+        default, see :func:`llmrec.routers.signal.default_threshold`).
     C : float
         Inverse L2 strength of the logistic heads.
     C_grid : sequence of float, optional
@@ -686,9 +734,10 @@ class MLCRouter(_TunedRouter):
     """
 
     name = "mlc"
-    LABEL_RULES = ("threshold", "routereval95")
+    LABEL_RULES = ("relative", "threshold", "routereval95")
 
-    def __init__(self, label_rule: str = "threshold", threshold: float = 0.5, C: float = 1.0,
+    def __init__(self, label_rule: str = "relative", threshold: float | None = None,
+                 C: float = 1.0,
                  C_grid: Sequence[float] | None = None, max_iter: int = 1000):
         self.label_rule = label_rule
         self.threshold = threshold
@@ -706,18 +755,28 @@ class MLCRouter(_TunedRouter):
         >>> y.shape, y.dtype
         ((10, 3), dtype('bool'))
         """
+        y, obs, _ = self._labels_weights(records)
+        return y, obs
+
+    def _labels_weights(self, records):
+        """(labels, mask of records used, per-record weight or None)."""
         if self.label_rule not in self.LABEL_RULES:
             raise ConfigError(f"label_rule must be one of {self.LABEL_RULES}, got "
                               f"{self.label_rule!r}")
         dense, obs = records.dense(), records.observed_dense()
         if self.label_rule == "routereval95":
-            y = routereval95_labels(dense)
-        else:
-            with np.errstate(invalid="ignore"):
-                y = obs & (dense >= float(self.threshold))
-        return y, obs
+            return routereval95_labels(dense), obs, None
+        from .signal import implicit_feedback
+        fb = implicit_feedback(records, self.label_rule, self.threshold)
+        y = np.zeros(records.shape, bool)
+        y[fb.rows, fb.cols] = fb.positive
+        if self.label_rule == "threshold":
+            return y, obs, None
+        w = np.zeros(records.shape, np.float32)
+        w[fb.rows, fb.cols] = fb.weight
+        return y, obs & (w > 0), w
 
-    def _fit_heads(self, X, y, obs, C):
+    def _fit_heads(self, X, y, obs, C, w=None):
         from sklearn.linear_model import LogisticRegression
         if C <= 0:
             raise ConfigError(f"C must be > 0, got {C}")
@@ -726,10 +785,10 @@ class MLCRouter(_TunedRouter):
         coef = np.zeros((m, d), dtype=np.float32)
         intercept = np.full(m, np.nan, dtype=np.float32)
         with threadpool_limits(1):  # one small solve per LLM: BLAS threads only contend
-            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression)
+            self._fit_each(X, y, obs, C, coef, intercept, LogisticRegression, w)
         return coef, intercept
 
-    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression):
+    def _fit_each(self, X, y, obs, C, coef, intercept, LogisticRegression, w=None):
         for j in range(y.shape[1]):
             rows = obs[:, j]
             if not rows.any():
@@ -739,7 +798,8 @@ class MLCRouter(_TunedRouter):
             if pos == 0 or pos == len(yj):
                 intercept[j] = np.log((pos + 0.5) / (len(yj) - pos + 0.5))
                 continue
-            clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(X[rows], yj)
+            clf = LogisticRegression(C=C, max_iter=int(self.max_iter)).fit(
+                X[rows], yj, sample_weight=None if w is None else w[rows, j])
             coef[j] = clf.coef_[0]
             intercept[j] = clf.intercept_[0]
 
@@ -750,17 +810,20 @@ class MLCRouter(_TunedRouter):
 
     def _fit(self, records, X, val, X_val):
         grid = _check_grid(self.C_grid, "C_grid", val, float)
-        y, obs = self.labels(records)
+        y, obs, w = self._labels_weights(records)
         self.val_mu_ = {}
         self.C_ = float(self.C)
         if grid is not None:
             truth = val.dense()
             for c in _grid_progress(self, grid, "C"):
-                coef, b = self._fit_heads(X, y, obs, c)
+                coef, b = self._fit_heads(X, y, obs, c, w)
                 self.val_mu_[c] = validation_mu(self._proba(X_val, coef, b), truth,
                                                    self.tie_rank_)
             self.C_ = float(_pick_best(self.val_mu_))
-        self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_)
+        self.coef_, self.intercept_ = self._fit_heads(X, y, obs, self.C_, w)
+        # an LLM observed only at its prompts' means (no signal either way): neutral
+        seen = np.bincount(records.scores.indices, minlength=records.n_llms) > 0
+        self.intercept_[np.isnan(self.intercept_) & seen] = 0.0
 
     def _score(self, X, prompts, n):
         return self._proba(X, self.coef_, self.intercept_)

@@ -12,9 +12,12 @@ maximum) and a provider one-hot.
 
 Losses:
 
-* ``"logistic"`` (default): every observed record is a label; a success
-  (score >= ``success_threshold``) is +1 and an observed failure is -1 (LightFM's
-  logistic loss reads any value <= 0 as a negative). Unobserved cells are not used.
+* ``"logistic"`` (default): every observed record is a label; a success is +1 and
+  an observed failure is -1 (LightFM's logistic loss reads any value <= 0 as a
+  negative), weighted by its confidence. Successes come from
+  :mod:`llmrec.routers.signal`: by default the LLMs that beat the prompt's mean
+  (margin as weight); with ``success_threshold`` the records at or above it.
+  Records with no signal and unobserved cells are not used.
 * ``"warp"``: the successes are the positives; LightFM samples negatives from all
   LLMs (failures and unobserved cells alike) until one outranks the positive.
 
@@ -66,8 +69,12 @@ class LightFMRouter(Router):
     item_alpha, user_alpha : float
         L2 penalties on item / user feature parameters.
     epochs : int
-    success_threshold : float
-        A score at or above it is a success.
+    success_threshold : float, optional
+        An explicit threshold: a score at or above it is a success. None (default)
+        derives successes from the score kind (``feedback``).
+    feedback : {"relative", "threshold"}, optional
+        See :mod:`llmrec.routers.signal`; "relative" unless ``success_threshold``
+        is given.
     use_metadata : bool
         Add the LLM-table metadata features described in the module docstring.
     new_llm_alpha : float
@@ -111,9 +118,11 @@ class LightFMRouter(Router):
 
     def __init__(self, no_components: int = 32, loss: str = "logistic",
                  learning_rate: float = 0.05, item_alpha: float = 1e-6,
-                 user_alpha: float = 1e-6, epochs: int = 20, success_threshold: float = 0.5,
-                 use_metadata: bool = True, new_llm_alpha: float = 1.0, random_state: int = 0,
-                 max_fit_minutes: float | None = 60.0):
+                 user_alpha: float = 1e-6, epochs: int = 20,
+                 success_threshold: float | None = None, use_metadata: bool = True,
+                 new_llm_alpha: float = 1.0, random_state: int = 0,
+                 max_fit_minutes: float | None = 60.0, feedback: str | None = None):
+        self.feedback = feedback
         self.max_fit_minutes = max_fit_minutes
         self.no_components = no_components
         self.loss = loss
@@ -168,8 +177,15 @@ class LightFMRouter(Router):
             raise ConfigError(f"loss must be 'logistic' or 'warp', got {self.loss!r}")
         if int(self.no_components) < 1 or int(self.epochs) < 1:
             raise ConfigError("no_components and epochs must be >= 1")
-        n_used = (records.n_observed if self.loss == "logistic" else
-                  int((records.scores.data >= self.success_threshold).sum()))
+        from .signal import implicit_feedback, resolve_feedback
+        mode = resolve_feedback(self.feedback, self.success_threshold)
+        fb = implicit_feedback(records, mode, self.success_threshold)
+        self.feedback_ = {"mode": mode, "threshold": fb.threshold}
+        self.score_mean_ = float(records.scores.data.mean())
+        keep = fb.weight > 0
+        rows, cols, ok, w = fb.rows[keep], fb.cols[keep], fb.positive[keep], fb.weight[keep]
+        weights = None
+        n_used = len(rows) if self.loss == "logistic" else int(ok.sum())
         est = self.estimated_fit_seconds(n_used, X.shape[1])
         if self.max_fit_minutes is not None and est > float(self.max_fit_minutes) * 60:
             from ..errors import CapabilityError
@@ -180,17 +196,18 @@ class LightFMRouter(Router):
                 f"{self.max_fit_minutes}; use the 'twotower' or 'textmf' router at this "
                 "scale, fewer epochs or lower-dimensional features, or pass "
                 "max_fit_minutes=None to run it anyway")
-        coo = records.scores.tocoo()
-        ok = coo.data >= self.success_threshold
         if self.loss == "logistic":
             lab = np.where(ok, 1.0, -1.0).astype(np.float32)
-            inter = sp.coo_matrix((lab, (coo.row, coo.col)), shape=records.shape)
+            inter = sp.coo_matrix((lab, (rows, cols)), shape=records.shape)
+            if mode == "relative":
+                weights = sp.coo_matrix((w.astype(np.float32), (rows, cols)),
+                                        shape=records.shape)
         else:
             if not ok.any():
-                raise ConfigError("loss='warp' needs successes (score >= success_threshold="
-                                  f"{self.success_threshold}); none in the training records")
+                raise ConfigError("loss='warp' needs successes (no training record is one "
+                                  f"under feedback={mode!r}); give records where LLMs differ")
             inter = sp.coo_matrix((np.ones(int(ok.sum()), np.float32),
-                                   (coo.row[ok], coo.col[ok])), shape=records.shape)
+                                   (rows[ok], cols[ok])), shape=records.shape)
         UF = sp.csr_matrix(self._user_features(X))
         self.meta_spec_ = self._meta_spec(records.llms)
         meta = self._meta_rows(records.llms.to_dict("records"))
@@ -205,11 +222,12 @@ class LightFMRouter(Router):
         # (same random stream) and a progress display
         with progress(total=int(self.epochs), desc="lightfm epochs", unit="epochs",
                       show=getattr(self, "_show_progress", None)) as bar:
-            model.fit(inter, user_features=UF, item_features=IF, epochs=1, num_threads=1)
+            model.fit(inter, user_features=UF, item_features=IF, epochs=1, num_threads=1,
+                      sample_weight=weights)
             bar.update()
             for _ in range(int(self.epochs) - 1):
                 model.fit_partial(inter, user_features=UF, item_features=IF, epochs=1,
-                                  num_threads=1)
+                                  num_threads=1, sample_weight=weights)
                 bar.update()
         self.user_embeddings_ = np.asarray(model.user_embeddings, np.float32)
         self.user_biases_ = np.asarray(model.user_biases, np.float32)
@@ -255,7 +273,11 @@ class LightFMRouter(Router):
         b0 = float(m @ self.meta_biases_) if m.size else 0.0
         q, bu = self._user_repr(X)
         q = q.astype(np.float64)
-        t = (np.asarray(y) >= self.success_threshold).astype(np.float64)
+        fb = getattr(self, "feedback_", {"mode": "threshold", "threshold": 0.5})
+        if fb.get("mode") == "threshold" and fb.get("threshold") is not None:
+            t = (np.asarray(y) >= float(fb["threshold"])).astype(np.float64)
+        else:  # relative: compare the probe outcome with the mean training score
+            t = (np.asarray(y) > float(getattr(self, "score_mean_", 0.5))).astype(np.float64)
         off = q @ v0 + bu + b0
         lam = float(self.new_llm_alpha)
         k = q.shape[1]
@@ -279,9 +301,14 @@ class LightFMRouter(Router):
         arrays = {"user_embeddings": self.user_embeddings_, "user_biases": self.user_biases_,
                   "item_repr": self.item_repr_, "item_bias": self.item_bias_,
                   "meta_embeddings": self.meta_embeddings_, "meta_biases": self.meta_biases_}
-        return {"meta_spec": self.meta_spec_}, arrays
+        return ({"meta_spec": self.meta_spec_, "feedback": getattr(self, "feedback_", None),
+                 "score_mean": getattr(self, "score_mean_", None)}, arrays)
 
     def _set_state(self, state, arrays):
+        if state.get("feedback") is not None:
+            self.feedback_ = dict(state["feedback"])
+        if state.get("score_mean") is not None:
+            self.score_mean_ = float(state["score_mean"])
         try:
             self.meta_spec_ = {"numeric": list(state["meta_spec"]["numeric"]),
                                "scale": [float(s) for s in state["meta_spec"]["scale"]],

@@ -161,6 +161,8 @@ def fit_records(router, records) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _als_kwargs(router) -> dict:
     return dict(factors=int(router.factors), regularization=float(router.regularization),
                 alpha=float(router.alpha), neg_alpha=router._neg_alpha,
-                success_threshold=float(router.success_threshold),
+                # the Spark backend keeps the absolute threshold rule (0.5 unless given)
+                success_threshold=float(0.5 if router.success_threshold is None
+                                        else router.success_threshold),
                 iterations=int(router.iterations), random_state=int(router.random_state),
                 partitions=router.spark_partitions)

@@ -39,7 +39,7 @@ def read_embedllm(path, benchmark: str | None = "mmlu") -> PerformanceRecords:
         rec = PerformanceRecords.from_long(df, prompt_col="prompt_id", llm_col="model_id",
                                            score_col="label", cost_col=None,
                                            score_range=(0.0, 1.0), name="embedllm",
-                                           source=str(p))
+                                           source=str(p), score_kind="binary")
         # integer ids in numeric order
         rec = rec.select_prompts(sorted(rec.prompt_ids, key=_num)).select_llms(
             sorted(rec.llm_names, key=_num))
@@ -57,7 +57,8 @@ def read_embedllm(path, benchmark: str | None = "mmlu") -> PerformanceRecords:
         arr = vals.to_numpy(dtype=np.float32).T  # prompts x models
         rec = PerformanceRecords(arr, pd.DataFrame({"prompt_id": cols}),
                                  pd.DataFrame({"name": [str(i) for i in range(len(df))]}),
-                                 score_range=(0.0, 1.0), name="embedllm")
+                                 score_range=(0.0, 1.0), name="embedllm",
+                                 score_kind="binary")
     if benchmark:
         rec.prompts["benchmark"] = benchmark
     return rec

@@ -100,7 +100,7 @@ def read_llmrouter(path, split: str | None = None) -> PerformanceRecords:
         stem = Path(f).stem
         return stem.split("_")[-1] if stem.split("_")[-1] in ("train", "test") else "train"
 
-    rec = read_scores_json(files, name="llmrouter", split=split,
+    rec = read_scores_json(files, name="llmrouter", split=split, score_kind="graded",
                            benchmark_of=lambda f: (None, split_of(f)),
                            id_of=lambda f, i: f"{split_of(f)}/{i}")
     if price.is_file():
@@ -108,5 +108,6 @@ def read_llmrouter(path, split: str | None = None) -> PerformanceRecords:
         table = table[table["name"].isin(rec.llm_names)]
         known = pd.DataFrame({"name": rec.llm_names}).merge(table, on="name", how="left")
         rec = PerformanceRecords(rec.scores, rec.prompts, known, observed=rec.observed,
-                                 score_range=rec.score_range, name=rec.name)
+                                 score_range=rec.score_range, name=rec.name,
+                                 score_kind=rec.score_kind)
     return rec

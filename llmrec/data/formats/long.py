@@ -33,7 +33,9 @@ def _read_ids_table(path, id_col: str, what: str) -> pd.DataFrame:
 def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
               llm_col: str = "llm", score_col: str = "score", cost_col: str | None = "cost",
               score_range: tuple[float, float] | None = None, name: str | None = None,
-              on_duplicate: str = "error", unknown_ids: str | None = None) -> PerformanceRecords:
+              on_duplicate: str = "error", unknown_ids: str | None = None,
+              score_kind: str | None = None, reference_llm: str | None = None
+              ) -> PerformanceRecords:
     """Read records from a long table (or a directory of ``records.*``, ``prompts.*``, ``llms.*``).
 
     Parameters
@@ -52,6 +54,12 @@ def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
         Declared score range; scores outside raise :class:`DataFormatError`.
     on_duplicate : {"error", "mean", "first"}
         Repeated (prompt, LLM) pairs with conflicting scores.
+    score_kind : {"binary", "graded", "judge", "preference"}, optional
+        What the scores mean. Default: ``meta.json``'s ``score_kind`` in a directory,
+        else inferred from the scores (0/1: binary, within [0, 1]: graded, otherwise
+        judge; see :func:`llmrec.data.infer_score_kind`).
+    reference_llm : str, optional
+        For ``score_kind="preference"``: the LLM the scores are measured against.
     unknown_ids : {"error", "keep"}, optional
         A prompt or LLM listed in the prompts / LLM file but absent from the records
         is an error by default (usually a typo); ``"keep"`` keeps it with no records
@@ -113,10 +121,13 @@ def read_long(path, prompts=None, llms=None, *, prompt_col: str = "prompt_id",
     ltab = _load_side_table(llms, ("name", llm_col), "name", "LLM")
     if score_range is None and meta.get("score_range"):
         score_range = tuple(meta["score_range"])
+    if score_kind is None and reference_llm is None:
+        score_kind, reference_llm = meta.get("score_kind"), meta.get("reference_llm")
     rec = PerformanceRecords.from_long(
         df, ptab, ltab, prompt_col=prompt_col, llm_col=llm_col, score_col=score_col,
         cost_col=cost_col, score_range=score_range, name=name or meta.get("name") or default_name,
-        source=str(rec_p), on_duplicate=on_duplicate)
+        source=str(rec_p), on_duplicate=on_duplicate, score_kind=score_kind,
+        reference_llm=reference_llm)
     if unknown_ids is None:
         unknown_ids = "keep" if meta.get("format") == "llmrec.long" else "error"
     if unknown_ids == "error":
@@ -226,7 +237,8 @@ def write_long(records: PerformanceRecords, path, format: str = "csv") -> Path:
             else:
                 df.to_json(f, orient="records", lines=True, force_ascii=False)
         meta = {"format": "llmrec.long", "name": records.name,
-                "score_range": list(records.score_range) if records.score_range else None}
+                "score_range": list(records.score_range) if records.score_range else None,
+                "score_kind": records.score_kind, "reference_llm": records.reference_llm}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return path
 

@@ -120,6 +120,7 @@ def read_mmlu_pro(path, questions=None) -> PerformanceRecords:
         ptab = pd.DataFrame({"prompt_id": ids.to_numpy(), "text": "", "benchmark": BENCHMARK,
                              "category": None})
     return PerformanceRecords(arr, ptab, pd.DataFrame({"name": names}), score_range=(0.0, 1.0),
+                              score_kind="binary",
                               name="mmlu-pro")
 
 
@@ -206,5 +207,6 @@ def read_mmlu_pro_zips(paths) -> PerformanceRecords:
     ptab = _prompt_table(pd.DataFrame(list(prompt_rows.values())), "MMLU-Pro zips")
     return PerformanceRecords.from_long(pd.concat(longs, ignore_index=True), ptab,
                                         pd.DataFrame({"name": names}), score_range=(0.0, 1.0),
+                                        score_kind="binary",
                                         name="mmlu-pro", source=", ".join(map(str, files)),
                                         cost_col=None)

@@ -94,6 +94,7 @@ def read_routellm_csv(paths, benchmark: str | None = None, name: str = "routellm
     return PerformanceRecords.from_long(
         pd.concat(longs, ignore_index=True), pd.concat(ptabs, ignore_index=True),
         pd.DataFrame({"name": list(names)}), score_range=(0.0, 1.0), name=name,
+        score_kind="binary",
         source=str(paths), cost_col=None)
 
 
@@ -148,6 +149,7 @@ def read_mt_bench(judgements, questions=None) -> PerformanceRecords:
         ptab = ptab[ptab["prompt_id"].isin(set(j["prompt_id"]))].reset_index(drop=True)
     rec = PerformanceRecords.from_long(j, ptab, prompt_col="prompt_id", llm_col="model",
                                        score_col="score", cost_col=None, score_range=(1.0, 10.0),
+                                       score_kind="judge",
                                        name="routellm-mt-bench", source=str(p))
     if ptab is None:
         rec.prompts["benchmark"] = "mt_bench"

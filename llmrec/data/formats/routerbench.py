@@ -134,4 +134,5 @@ def read_routerbench(path, split: str | None = None) -> PerformanceRecords:
     prompts = pd.concat(ptabs, ignore_index=True)
     src = str(path)
     return PerformanceRecords.from_long(long, prompts, pd.DataFrame({"name": names}),
-                                        score_range=(0.0, 1.0), name="routerbench", source=src)
+                                        score_range=(0.0, 1.0), name="routerbench", source=src,
+                                        score_kind="graded")

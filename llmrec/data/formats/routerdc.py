@@ -28,6 +28,7 @@ def _parse_name(stem: str) -> tuple[str, str]:
 
 
 def read_scores_json(files, *, name: str, score_range=(0.0, 1.0), split: str | None = None,
+                     score_kind: str | None = None,
                      benchmark_of=None, id_of=None, text_key: str = "question",
                      ) -> PerformanceRecords:
     """Shared reader of JSON lists ``[{"question": ..., "scores": {llm: score}}, ...]``."""
@@ -77,7 +78,7 @@ def read_scores_json(files, *, name: str, score_range=(0.0, 1.0), split: str | N
     return PerformanceRecords.from_long(
         pd.concat(longs, ignore_index=True), prompts, pd.DataFrame({"name": list(names)}),
         score_range=score_range, name=name, source=", ".join(str(f.name) for f in files),
-        cost_col=None)
+        cost_col=None, score_kind=score_kind)
 
 
 def read_routerdc(path, split: str | None = None) -> PerformanceRecords:
@@ -106,6 +107,6 @@ def read_routerdc(path, split: str | None = None) -> PerformanceRecords:
     files = sorted(p.glob("*.json")) if p.is_dir() else [p]
     if not files:
         raise DataFormatError(f"{p}: no .json files in this folder")
-    return read_scores_json(files, name="routerdc", split=split,
+    return read_scores_json(files, name="routerdc", split=split, score_kind="graded",
                             benchmark_of=lambda f: _parse_name(Path(f).stem),
                             id_of=lambda f, i: f"{Path(f).stem}/{i}")

@@ -307,7 +307,9 @@ def read_routereval(path, pool: str | Sequence | None = None, name: str | None =
     return PerformanceRecords(scores.astype(np.float32), ptab, ltab,
                               cost=cost.astype(np.float32) if cost is not None else None,
                               score_range=tuple(rng) if rng else None,
-                              name=name or meta.get("name") or stem)
+                              name=name or meta.get("name") or stem,
+                              score_kind=meta.get("score_kind"),
+                              reference_llm=meta.get("reference_llm"))
 
 
 # ----------------------------------------------------------------------- writing
@@ -488,6 +490,7 @@ def write_routereval(data, path, *, split=None, pools=None, embeddings=None) -> 
     ptab = records.prompts
     out[_META_KEY] = {"format_version": 1, "name": records.name,
                       "score_range": list(records.score_range) if records.score_range else None,
+                      "score_kind": records.score_kind, "reference_llm": records.reference_llm,
                       "prompts": _plain_table(ptab), "llms": _plain_table(records.llms)}
 
     p = Path(os.fspath(path))

@@ -1,0 +1,281 @@
+"""Headline quality tables: mean +- std over seeds, paired test pooled over seeds.
+
+One command per target table (issue 12):
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_quality.py --data mmlu-pro
+    ... --data routerdc | llmrouter | routerbench | routellm-mmlu | synthetic-preference
+
+Protocol (the API path a user runs): for each seed, a cold-prompt split of the
+records, 80/10/10 by prompt (stratified by benchmark, seeded, so every seed is a
+different split); every router is fitted on the training prompts with the
+validation prompts as ``val_records`` (only routers with a validation grid or early
+stopping read them; ``auto`` tunes on the training prompts and the validation
+prompts), and routes each test prompt through ``recommend_ids`` (top-1). The
+encoder is fitted on the training prompts of the seed (TF-IDF) or is MiniLM from the
+shared cache (``--encoder minilm``; only when every prompt of the dataset is cached,
+so nothing is encoded here).
+
+Figures per router: Vb (mu / best single LLM's test mean) as mean +- std over seeds;
+the paired permutation test "router beats best-single", pooled over the test
+prompts of all seeds (one-sided p); fit+score seconds. With costs: AIQ and the
+iso-quality cost (cheapest point of the cost-aware curve that matches the best
+single LLM, as a fraction of its cost). With two LLMs: APGR.
+
+Results go to ``benchmarks/quality/<data>.json`` and the table to
+``benchmarks/RESULTS.md`` between ``<!-- bench_quality:<data> -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from llmrec.data.splits import cold_prompt_split  # noqa: E402
+from llmrec.evaluation import metrics as M  # noqa: E402
+from llmrec.evaluation.protocols import shared_encoder  # noqa: E402
+from llmrec.routers import llm_costs, make_router  # noqa: E402
+
+# label -> (registry name, params); grids are searched on validation prompts only
+ROUTERS = {
+    "best-single": ("best-single", {}),
+    "best-per-group": ("best-per-group", {}),  # column set per dataset below
+    "knn (k=5)": ("knn", {"k": 5}),
+    "knn (tuned k)": ("knn", {"k_grid": [5, 10, 20, 50, 100, 200]}),
+    "linear (tuned)": ("linear", {"alpha_grid": [0.1, 1.0, 10.0, 100.0, 1000.0]}),
+    "mlc": ("mlc", {"C_grid": [0.1, 1.0]}),
+    "als": ("als", {}),
+    "bpr": ("bpr", {}),
+    "lightfm": ("lightfm", {"epochs": 5}),
+    "auto": ("auto", {}),
+    "oracle": ("oracle", {}),
+}
+# lightfm is left out of the default run: with dense features it is the slowest by
+# far on the shared box (ask for it with --routers)
+DEFAULT_ROUTERS = [r for r in ROUTERS if r != "lightfm"]
+DATASETS = ("mmlu-pro", "routerdc", "llmrouter", "routerbench", "routellm-mmlu",
+            "synthetic-preference")
+
+
+def load(name: str):
+    if name == "synthetic-preference":
+        from llmrec.datasets import make_synthetic
+        return make_synthetic(6000, 12, n_topics=10, seed=0, kind="preference")
+    from llmrec.datasets import load as _load
+    return _load(name)
+
+
+def group_column(rec) -> str | None:
+    for col in ("category", "benchmark"):
+        v = rec.prompts[col].dropna().astype(str)
+        v = v[v != ""]
+        if 2 <= v.nunique() <= 200:
+            return col
+    return None
+
+
+def minilm_if_cached(rec):
+    """A cached MiniLM encoder when every prompt text of ``rec`` is in the shared cache."""
+    from llmrec.encoders import make_encoder
+    from llmrec.encoders.cache import CachedEncoder
+    cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+    enc = CachedEncoder(make_encoder("minilm"), cache)
+    from llmrec.encoders.cache import text_key
+    keys = [text_key(t) for t in dict.fromkeys(rec.texts)]
+    found, _ = enc.cache_.get(enc.fingerprint, keys)
+    n_have = int(found.sum())
+    if n_have < len(keys):
+        raise SystemExit(f"MiniLM cache holds {n_have} of {len(keys)} prompts of this dataset; "
+                         "wait for the shared cache or use --encoder tfidf")
+    return enc
+
+
+def run(data: str, routers: list[str], seeds: list[int], encoder: str) -> dict:
+    rec = load(data)
+    col = group_column(rec)
+    costs_known = llm_costs(rec) is not None
+    if encoder == "minilm":
+        enc_spec = minilm_if_cached(rec)
+    elif encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics
+        from llmrec.encoders import UnionEncoder
+        enc_spec = UnionEncoder(parts=[minilm_if_cached(rec), "tfidf"])
+    else:
+        enc_spec = "tfidf"
+    per = {r: {"vb": [], "mu": [], "diff": [], "secs": [], "aiq": [], "iso": [], "apgr": [],
+               "picks_ref": []} for r in routers}
+    meta = {"data": data, "n_prompts": rec.n_prompts, "n_llms": rec.n_llms,
+            "score_kind": rec.score_kind, "group_column": col, "encoder": encoder,
+            "seeds": seeds, "auto_tuning": []}
+    for seed in seeds:
+        split = cold_prompt_split(rec, val=0.1, test=0.1, seed=seed, stratify="benchmark")
+        t0 = time.perf_counter()
+        enc = shared_encoder(rec, split.train, enc_spec)
+        enc_secs = time.perf_counter() - t0
+        truth = split.test.dense().astype(np.float64)
+        best_means = np.nanmean(truth, axis=0)
+        best_single_mu = float(np.nanmax(best_means))
+        rows = np.arange(truth.shape[0])
+        base = None
+        costs = llm_costs(split.train)
+        for label in routers:
+            name, params = ROUTERS[label]
+            if name == "best-per-group":
+                if col is None:
+                    continue
+                params = {"column": col}
+            t1 = time.perf_counter()
+            r = make_router(name, **params)
+            for p in ("random_state",):
+                if p in r._param_names():
+                    r.set_params(**{p: seed})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r.fit(split.train, encoder=enc if r.needs_text else None,
+                      val_records=split.val, show_progress=False)
+                ids, _ = r.recommend_ids(split.test, k=1)
+                S = r.score(split.test) if (costs is not None or truth.shape[1] == 2) else None
+            secs = time.perf_counter() - t1
+            picks = ids[:, 0]
+            got = truth[rows, picks]
+            mu = float(np.nanmean(got))
+            d = per[label]
+            d["mu"].append(mu)
+            d["vb"].append(mu / best_single_mu)
+            d["secs"].append(secs)
+            if label == "best-single":
+                base = got
+            d["diff"].append(got)
+            if name == "auto":
+                meta["auto_tuning"].append({k: v for k, v in r.tuning_.items()
+                                            if k not in ("full", "text")}
+                                           | {v: {"margin": r.tuning_[v]["margin"]}
+                                              for v in ("full", "text") if v in r.tuning_})
+            if costs is not None and name != "oracle":
+                curve = M.quality_cost_curve(truth, costs, pred_scores=S)
+                d["aiq"].append(M.aiq(curve.cost, curve.quality,
+                                      cost_range=(float(costs.min()), float(costs.max()))))
+                d["iso"].append(M.iso_quality_cost(truth, costs, S)["fraction"])
+            if truth.shape[1] == 2 and name != "oracle":
+                strong = int(np.argmax(np.nanmean(split.train.dense(), axis=0)))
+                weak = 1 - strong
+                pref = S[:, strong] - S[:, weak]
+                d["apgr"].append(M.apgr(pref, truth[:, strong], truth[:, weak])["apgr"])
+            print(f"[{data} seed {seed}] {label}: Vb {mu / best_single_mu:.4f} ({secs:.0f} s)",
+                  flush=True)
+        meta.setdefault("encode_seconds", []).append(enc_secs)
+        # paired differences against best-single on this seed's test prompts
+        for label in routers:
+            if per[label]["diff"] and isinstance(per[label]["diff"][-1], np.ndarray):
+                per[label]["diff"][-1] = per[label]["diff"][-1] - base
+    table = {}
+    for label in routers:
+        d = per[label]
+        if not d["vb"]:
+            continue
+        diffs = np.concatenate(d["diff"])
+        row = {"vb_mean": float(np.mean(d["vb"])), "vb_std": float(np.std(d["vb"], ddof=1))
+               if len(d["vb"]) > 1 else 0.0, "vb": d["vb"], "mu_mean": float(np.mean(d["mu"])),
+               "secs_mean": float(np.mean(d["secs"]))}
+        if label != "best-single":
+            t = M.paired_test(diffs, np.zeros_like(diffs), n_resamples=5000, seed=0)
+            row["p_vs_best_single"] = float(t["p_value"])
+            row["mean_diff"] = float(t["mean_diff"])
+        for k in ("aiq", "iso", "apgr"):
+            if d[k]:
+                row[k + "_mean"] = float(np.nanmean(d[k]))
+                row[k + "_std"] = float(np.nanstd(d[k], ddof=1)) if len(d[k]) > 1 else 0.0
+        table[label] = row
+    return {"meta": meta, "table": table}
+
+
+def markdown(res: dict, cmd: str, secs: float) -> str:
+    m, t = res["meta"], res["table"]
+    cols = ["router", "Vb mean ± std", "p vs best-single (pooled)", "fit+score s"]
+    extra = [k for k in ("aiq", "iso", "apgr") if any(k + "_mean" in r for r in t.values())]
+    names = {"aiq": "AIQ", "iso": "iso-quality cost (× best single)", "apgr": "APGR"}
+    cols += [names[k] for k in extra]
+    lines = [f"### {m['data']} ({m['n_prompts']:,} prompts x {m['n_llms']} LLMs, "
+             f"{m['score_kind']} scores)", "",
+             f"Command: `{cmd}`; encoder {m['encoder']}; seeds {m['seeds']} (a different "
+             f"80/10/10 cold-prompt split each); best-per-group by `{m['group_column']}`; "
+             f"{secs / 60:.0f} min on a 2-core shared box, other jobs running; "
+             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for label, r in t.items():
+        p = r.get("p_vs_best_single")
+        cells = [label, f"{r['vb_mean']:.4f} ± {r['vb_std']:.4f}",
+                 "" if p is None else f"{p:.4f}", f"{r['secs_mean']:.0f}"]
+        for k in extra:
+            cells.append(f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" if k + "_mean" in r
+                         else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    routes = [(a.get("full", {}) or {}).get("margin") is not None for a in m["auto_tuning"]]
+    if routes:
+        lines += ["", f"`auto` moved off the best single LLM (guard passed) on "
+                      f"{sum(routes)} of {len(routes)} seeds."]
+    return "\n".join(lines)
+
+
+def write_results(data: str, md: str) -> None:
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    head = ("<!-- bench_quality -->\n## Headline quality, mean ± std over seeds "
+            "(`bench_quality.py`, issue 12)\n\nVb = mu / the best single LLM's test mean "
+            "(the best single LLM of the test split: a slightly optimistic baseline). p: "
+            "one-sided paired permutation test of \"router beats best-single\" on the test "
+            "prompts of all seeds pooled.\n<!-- /bench_quality -->")
+    if "<!-- bench_quality -->" not in text:
+        text = text.rstrip() + "\n\n" + head + "\n"
+    block = f"<!-- bench_quality:{data} -->\n{md}\n<!-- /bench_quality:{data} -->"
+    pat = re.compile(rf"<!-- bench_quality:{re.escape(data)} -->.*?"
+                     rf"<!-- /bench_quality:{re.escape(data)} -->", re.S)
+    if pat.search(text):
+        text = pat.sub(lambda _: block, text)
+    else:
+        text = text.replace("<!-- /bench_quality -->", block + "\n<!-- /bench_quality -->")
+    path.write_text(text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, choices=DATASETS)
+    ap.add_argument("--routers", default=",".join(DEFAULT_ROUTERS))
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--encoder", default="tfidf", choices=("tfidf", "minilm", "union"))
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args(argv)
+    routers = [r for r in args.routers.split(",") if r]
+    unknown = [r for r in routers if r not in ROUTERS]
+    if unknown:
+        raise SystemExit(f"unknown router label(s) {unknown}; known: {list(ROUTERS)}")
+    if "best-single" not in routers:
+        routers = ["best-single"] + routers
+    seeds = [int(s) for s in args.seeds.split(",")]
+    t0 = time.perf_counter()
+    res = run(args.data, routers, seeds, args.encoder)
+    secs = time.perf_counter() - t0
+    out = HERE / "quality"
+    out.mkdir(exist_ok=True)
+    tag = args.data if args.encoder == "tfidf" else f"{args.data}-{args.encoder}"
+    (out / f"{tag}.json").write_text(json.dumps(res, indent=1, default=float))
+    cmd = "python benchmarks/bench_quality.py " + " ".join(argv if argv is not None
+                                                           else sys.argv[1:])
+    md = markdown(res, cmd.strip(), secs)
+    print(md)
+    if not args.no_write:
+        write_results(tag, md)
+
+
+if __name__ == "__main__":
+    main()
