@@ -442,7 +442,16 @@ def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
                                                      help="LLM table: name[, params_b, "
                                                           "price_input, price_output, ...]"),
                  on_duplicate: str = typer.Option("error", "--on-duplicate",
-                                                  help=ON_DUPLICATE_HELP)):
+                                                  help=ON_DUPLICATE_HELP),
+                 score_kind: Optional[str] = typer.Option(
+                     None, "--score-kind", help="what the scores mean: binary|graded|judge|"
+                     "preference (default: inferred from the values; preference must be "
+                     "declared), saved with the records"),
+                 reference_llm: Optional[str] = typer.Option(
+                     None, "--reference-llm", help="the reference LLM of preference scores "
+                     "(with --score-kind preference)")):
+    if score_kind is not None:
+        _choice(score_kind, ("binary", "graded", "judge", "preference"), "--score-kind")
     if to is None:
         suf = out.suffix.lower()
         to = {".csv": "long-csv", ".parquet": "parquet", ".pkl": "routereval",
@@ -457,7 +466,9 @@ def data_convert(source: str = typer.Argument(..., help="dataset name or path"),
         _out_file(out, "OUT")
     custom = {k: v for k, v in (("prompt_col", prompt_col), ("llm_col", llm_col),
                                 ("score_col", score_col), ("cost_col", cost_col),
-                                ("prompts", prompts), ("llms", llms)) if v is not None}
+                                ("prompts", prompts), ("llms", llms),
+                                ("score_kind", score_kind), ("reference_llm", reference_llm))
+              if v is not None}
     if custom:
         from .data.formats import read_long
         for opt, f in (("--prompts", prompts), ("--llms", llms)):

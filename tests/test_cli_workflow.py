@@ -201,6 +201,22 @@ def test_data_convert_imports_a_custom_long_table(tmp_path, capsys):
     assert code == 2 and "none.csv" in err
 
 
+def test_data_convert_declares_the_score_kind(tmp_path, capsys):
+    raw = tmp_path / "pref.csv"
+    raw.write_text("prompt_id,llm,score,text\nx,ref,0.5,hi\nx,a,0.9,hi\ny,ref,0.5,yo\n"
+                   "y,a,0.2,yo\n")
+    code, _, err = call(capsys, "data", "convert", raw, tmp_path / "rec", "--score-kind",
+                        "preference", "--reference-llm", "ref")
+    assert code == 0, err
+    rec = cli.load_data(str(tmp_path / "rec"))
+    assert rec.score_kind == "preference" and rec.reference_llm == "ref"
+    code, _, err = call(capsys, "data", "convert", raw, tmp_path / "r2", "--score-kind",
+                        "prefrence")
+    assert code == 2 and "preference" in err and "Traceback" not in err
+    code, _, _ = call(capsys, "data", "convert", raw, tmp_path / "r3")
+    assert code == 0 and cli.load_data(str(tmp_path / "r3")).score_kind == "graded"
+
+
 def test_partial_fit_prompts_are_remembered():
     from llmrec.routers import make_router
     a = make_synthetic(30, 3, seed=0)
