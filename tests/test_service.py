@@ -199,7 +199,10 @@ def test_feedback_log(server, models):
     log = d / "fb.jsonl"
     fb = [{"prompt": "what is a tort?", "llm": "llm-02", "score": 1.0},
           {"prompt": "what is a tort?", "llm": "llm-03", "score": 0.0},
-          {"prompt": "integrate x dx", "llm": "llm-02", "score": 0.5}]
+          {"prompt": "integrate x dx", "llm": "llm-02", "score": 0.0}]
+    # the served model's records are binary (score kinds): a graded 0.5 is refused by name
+    r = c.post("/v1/feedback", json={"feedback": [dict(fb[2], score=0.5)]})
+    assert r.status_code == 422 and "binary" in r.text
     r = c.post("/v1/feedback", json={"feedback": fb})
     assert r.status_code == 200 and r.json()["written"] == 3
     lines = [json.loads(x) for x in log.read_text().splitlines()]
