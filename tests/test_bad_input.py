@@ -78,7 +78,7 @@ def test_non_numeric_in_matrix_and_json(tmp_path):
     with pytest.raises(DataFormatError, match=r"element 0, field 'scores', LLM 'a'"):
         read_routerdc(j)
     c = _csv(tmp_path / "mmlu_x.csv", "prompt,m\nq,maybe\n")
-    with pytest.raises(DataFormatError, match=r"mmlu_x\.csv, row 0, column 'm'"):
+    with pytest.raises(DataFormatError, match=r"mmlu_x\.csv, line 2, column 'm'"):
         read_routellm_csv(c)
 
 

@@ -188,11 +188,12 @@ def test_precomputed_bad_input():
     V = np.ones((2, 3))
     with pytest.raises(ConfigError, match="ids=, texts="):
         PrecomputedEncoder(V).encode(["x"])
-    with pytest.raises(DataFormatError, match="duplicate prompt id 'a' at row 1"):
+    with pytest.raises(DataFormatError,
+                       match=r"duplicate prompt id 'a' at row 2 \(first at row 1, 1-based\)"):
         PrecomputedEncoder(V, ids=["a", "a"]).encode(["a"])
     with pytest.raises(DataFormatError, match="3 ids for 2 vectors"):
         PrecomputedEncoder(V, ids=["a", "b", "c"]).dim
-    with pytest.raises(DataFormatError, match="row 1 has NaN"):
+    with pytest.raises(DataFormatError, match=r"row 2 \(1-based\) has NaN"):
         PrecomputedEncoder(np.array([[1.0], [np.nan]]), ids=["a", "b"]).dim
     with pytest.raises(DataFormatError, match="2-D"):
         PrecomputedEncoder(np.ones(3), ids=["a", "b", "c"]).dim

@@ -174,7 +174,8 @@ class PrecomputedEncoder(Encoder):
                                   f"shape {V.shape}")
         if not np.isfinite(V).all():
             row = int(np.flatnonzero(~np.isfinite(V).all(axis=1))[0])
-            raise DataFormatError(f"precomputed vectors: row {row} has NaN or infinite values")
+            raise DataFormatError(f"precomputed vectors: row {row + 1} (1-based) has NaN or "
+                                  "infinite values")
         if self.ids is None and self.texts is None:
             raise ConfigError("PrecomputedEncoder needs ids=, texts= or both to look vectors up")
         id_map, text_map = {}, {}
@@ -184,8 +185,8 @@ class PrecomputedEncoder(Encoder):
                 raise DataFormatError(f"{len(ids)} ids for {V.shape[0]} vectors")
             for r, p in enumerate(ids):
                 if p in id_map:
-                    raise DataFormatError(f"duplicate prompt id '{p}' at row {r} (first at row "
-                                          f"{id_map[p]}); ids must be unique")
+                    raise DataFormatError(f"duplicate prompt id '{p}' at row {r + 1} (first at "
+                                          f"row {id_map[p] + 1}, 1-based); ids must be unique")
                 id_map[p] = r
         if self.texts is not None:
             texts = list(self.texts)

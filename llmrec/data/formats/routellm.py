@@ -43,8 +43,10 @@ def _wide_bool(f: Path, benchmark: str, category, id_prefix: str):
             bad = mapped.isna().to_numpy() & keep
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DataFormatError(f"{f}, row {row}, column '{m}': {col.iloc[row]!r} is not "
-                                      "True/False")
+                # 1-based file line: the header is line 1 (a quoted multi-line cell above
+                # would shift it, which these single-line CSVs do not have)
+                raise DataFormatError(f"{f}, line {row + 2}, column '{m}': '{col.iloc[row]}' "
+                                      "is not True/False")
             vals = mapped.to_numpy(dtype=np.float64)
         longs.append(pd.DataFrame({"prompt_id": np.asarray(ids)[keep], "llm": m,
                                    "score": vals[keep]}))
@@ -129,8 +131,8 @@ def read_mt_bench(judgements, questions=None) -> PerformanceRecords:
     turn = pd.to_numeric(j["turn"], errors="coerce")
     if turn.isna().any():
         row = int(np.flatnonzero(turn.isna().to_numpy())[0])
-        raise DataFormatError(f"{p}, row {row}, field 'turn': {j['turn'].iloc[row]!r} is not "
-                              "1 or 2")
+        raise DataFormatError(f"{p}, record {row + 1}, field 'turn': '{j['turn'].iloc[row]}' "
+                              "is not 1 or 2")
     j = j.assign(prompt_id=j["question_id"].astype(str) + "/turn"
                  + turn.astype(int).astype(str))
     ptab = None
