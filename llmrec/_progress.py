@@ -75,71 +75,9 @@ def _in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-class _Lines:
-    """The non-interactive display: a line at start, at end, and every 30 s between."""
-
-    def __init__(self, iterable, total, desc, unit):
-        self.iterable = iterable
-        self.total = total if total is not None else (
-            len(iterable) if hasattr(iterable, "__len__") else None)
-        self.desc = desc or "working"
-        self.unit = unit
-        self.n = 0
-        self.t0 = self.last = time.monotonic()
-        self.closed = False
-        of = f" ({self.total} {unit})" if self.total else ""
-        self._say(f"{self.desc}: started{of}")
-
-    def _say(self, msg: str) -> None:
-        print(f"[llmrec] {msg}", file=sys.stderr, flush=True)
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        now = time.monotonic()
-        if now - self.last >= LINE_EVERY_S:
-            self.last = now
-            of = f"/{self.total}" if self.total else ""
-            eta = ""
-            if self.total and self.n:
-                eta = f", ETA {(now - self.t0) / self.n * (self.total - self.n):.0f} s"
-            self._say(f"{self.desc}: {self.n}{of} {self.unit}{eta}")
-
-    def set_postfix(self, *args, **kwargs) -> None:
-        pass
-
-    def set_postfix_str(self, *args, **kwargs) -> None:
-        pass
-
-    def refresh(self, *args, **kwargs) -> None:
-        pass
-
-    def set_description(self, desc: str, refresh: bool = True) -> None:
-        self.desc = desc
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            of = f"/{self.total}" if self.total else ""
-            self._say(f"{self.desc}: done {self.n}{of} {self.unit} in "
-                      f"{time.monotonic() - self.t0:.1f} s")
-
-    def __iter__(self) -> Iterator:
-        try:
-            for x in self.iterable:
-                yield x
-                self.update()
-        finally:
-            self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
 class _Off:
+    """The silent display: counts steps, shows nothing."""
+
     def __init__(self, iterable=None, total=None):
         self.iterable = iterable
         self.total = total
@@ -170,6 +108,58 @@ class _Off:
         return self
 
     def __exit__(self, *exc):
+        return False
+
+
+class _Lines(_Off):
+    """The non-interactive display: a line at start, at end, and every 30 s between."""
+
+    def __init__(self, iterable, total, desc, unit):
+        self.iterable = iterable
+        self.total = total if total is not None else (
+            len(iterable) if hasattr(iterable, "__len__") else None)
+        self.desc = desc or "working"
+        self.unit = unit
+        self.n = 0
+        self.t0 = self.last = time.monotonic()
+        self.closed = False
+        of = f" ({self.total} {unit})" if self.total else ""
+        self._say(f"{self.desc}: started{of}")
+
+    def _say(self, msg: str) -> None:
+        print(f"[llmrec] {msg}", file=sys.stderr, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= LINE_EVERY_S:
+            self.last = now
+            of = f"/{self.total}" if self.total else ""
+            eta = ""
+            if self.total and self.n:
+                eta = f", ETA {(now - self.t0) / self.n * (self.total - self.n):.0f} s"
+            self._say(f"{self.desc}: {self.n}{of} {self.unit}{eta}")
+
+    def set_description(self, desc: str, refresh: bool = True) -> None:
+        self.desc = desc
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            of = f"/{self.total}" if self.total else ""
+            self._say(f"{self.desc}: done {self.n}{of} {self.unit} in "
+                      f"{time.monotonic() - self.t0:.1f} s")
+
+    def __iter__(self) -> Iterator:
+        try:
+            for x in self.iterable:
+                yield x
+                self.update()
+        finally:
+            self.close()
+
+    def __exit__(self, *exc):
+        self.close()
         return False
 
 
