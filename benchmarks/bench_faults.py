@@ -29,12 +29,13 @@ import argparse
 import json
 import platform
 import random
-import re
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _results import replace_section  # benchmarks/ is this script's folder
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -259,15 +260,7 @@ def write_results(res: dict, cmd: str) -> None:
         "per append (one fsync each).",
         END,
     ]
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = "\n".join(lines)
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block, text,
-                      flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(HERE / "RESULTS.md", START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":

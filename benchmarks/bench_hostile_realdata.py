@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _results import replace_section  # benchmarks/ is this script's folder
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -112,15 +113,7 @@ def write(rows: dict, cmd: str, rec) -> None:
                      f"({ld['bad_5xx']}) | {ld.get('p50_ms')} / {ld.get('p99_ms')} |")
     lines += ["", "Before the fix the replay gave 44-62 of 200 good requests a 500 (issue 13).",
               END]
-    path = HERE / "RESULTS.md"
-    text = path.read_text()
-    block = "\n".join(lines)
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block, text,
-                      flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(HERE / "RESULTS.md", START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":

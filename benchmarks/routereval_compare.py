@@ -26,11 +26,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from _results import replace_section  # benchmarks/ is this script's folder
 
 import numpy as np
 import pandas as pd
@@ -248,13 +249,7 @@ def main(argv=None) -> int:
     print(md)
     if args.write:
         p = Path(args.write)
-        text = p.read_text()
-        if START in text and END in text:
-            text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: md, text,
-                          flags=re.S)
-        else:
-            text = text.rstrip("\n") + "\n\n" + md + "\n"
-        p.write_text(text)
+        replace_section(p, START, END, md)
         print("updated", p)
     return 0
 
