@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -43,6 +42,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _results import replace_section  # benchmarks/ is this script's folder
 
 import numpy as np
 
@@ -312,13 +313,7 @@ def render(rows: list[dict], meta: dict) -> str:
 
 
 def write_results(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_A in old and MARK_B in old:
-        a, b = old.index(MARK_A), old.index(MARK_B) + len(MARK_B)
-        new = old[:a] + text + old[b:]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    replace_section(path, MARK_A, MARK_B, text)
 
 
 def main(argv=None) -> int:
