@@ -269,6 +269,8 @@ def routereval_exact_protocol(records: PerformanceRecords, routers, sizes=(3, 5,
                         else:
                             # no seed override: RouterEval's scripts keep their own seeds
                             r = make_router(name, **_ctor(params))
+                            # RouterEval's runs draw weights in its column order
+                            r.canonical_llm_order = False
                             r.fit(tr, encoder=enc, val_records=va, show_progress=False,
                                   side_features=tuple(params.get("side_features", ())))
                             S = np.asarray(r.score(te, show_progress=False), np.float64)

@@ -179,6 +179,15 @@ class Router:
             raise DataFormatError(f"cannot fit on empty records {train!r}")
         if val_records is not None:
             val_records = self._align_llms(val_records, train.llm_names, "val_records")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(self, sample_weight, train)
+        given, order = train, self._canonical_order(train)
+        if order is not None:  # train in name order, then put the LLMs back (see below)
+            train = train.select_llms(order)
+            if val_records is not None:
+                val_records = val_records.select_llms(order)
+            if sample_weight is not None:
+                sample_weight = sample_weight[:, order]
         t0 = time.perf_counter()
         self.llms_ = train.llms.reset_index(drop=True).copy()
         self.llm_costs_ = llm_costs(train)
@@ -209,12 +218,44 @@ class Router:
                 X_val = self.featurizer_.transform(val_records, show_progress=show_progress)
         self._show_progress = show_progress  # read by the epoch / grid loops of _fit
         if sample_weight is not None:
-            self._fit_weighted(train, X, val_records, X_val,
-                               _check_sample_weight(self, sample_weight, train))
+            self._fit_weighted(train, X, val_records, X_val, sample_weight)
         else:
             self._fit(train, X, val_records, X_val)
+        if order is not None:
+            self._restore_llm_order(given, order)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
+
+    # ------------------------------------------------------ column order
+    #: training draws random values per LLM *position* (factor or weight init, pair
+    #: sampling), so the fitted model would depend on the records' column order; such
+    #: routers train on the LLMs sorted by name and then permute their LLM-indexed
+    #: arrays (``_llm_axes``) back to the given order: a fit on shuffled columns is the
+    #: same model, bit for bit. An instance may set it False (RouterEval's exact mode
+    #: reproduces RouterEval's own runs, which depend on its column order).
+    canonical_llm_order = False
+
+    def _llm_axes(self, arrays: dict[str, np.ndarray]) -> dict[str, int]:
+        """The LLM axis of each LLM-indexed array of ``_get_state()`` (canonical routers)."""
+        raise NotImplementedError
+
+    def _canonical_order(self, train: PerformanceRecords) -> np.ndarray | None:
+        if not self.canonical_llm_order:
+            return None
+        order = np.argsort(np.asarray(train.llm_names, dtype=object), kind="stable")
+        return None if np.array_equal(order, np.arange(len(order))) else order
+
+    def _restore_llm_order(self, given: PerformanceRecords, order: np.ndarray) -> None:
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        state, arrays = self._get_state()
+        for key, axis in self._llm_axes(arrays).items():
+            arrays[key] = np.take(arrays[key], inv, axis=axis)
+        self.llms_ = given.llms.reset_index(drop=True).copy()
+        if self.llm_costs_ is not None:
+            self.llm_costs_ = self.llm_costs_[inv]
+        self.llm_train_mean_ = self.llm_train_mean_[inv]
+        self._set_state(state, arrays)
 
     def _fit(self, records: PerformanceRecords, X: np.ndarray | None,
              val: PerformanceRecords | None, X_val: np.ndarray | None) -> None:
@@ -245,13 +286,28 @@ class Router:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(records) first")
 
     @property
+    def llms_(self) -> pd.DataFrame:
+        """The fitted LLM table (name first, then metadata), in the router's order."""
+        try:
+            return self.__dict__["_llms"]
+        except KeyError:
+            raise AttributeError("llms_") from None
+
+    @llms_.setter
+    def llms_(self, table: pd.DataFrame) -> None:
+        # the names are read on every recommend: keep them as a tuple, not a pandas column
+        self.__dict__["_llms"] = table
+        self.__dict__["_llm_names"] = tuple(str(n) for n in table["name"])
+
+    @property
     def llm_names_(self) -> list[str]:
         self._check_fitted()
-        return list(self.llms_["name"])
+        return list(self.__dict__["_llm_names"])
 
     @property
     def n_llms_(self) -> int:
-        return len(self.llm_names_)
+        self._check_fitted()
+        return len(self.__dict__["_llm_names"])
 
     @property
     def tie_rank_(self) -> np.ndarray:

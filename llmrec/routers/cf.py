@@ -120,6 +120,11 @@ class _ImplicitMFRouter(Router):
         Q, V, _ = self._vectors(X)
         return Q @ V.T
 
+    canonical_llm_order = True  # random item factors per column position
+
+    def _llm_axes(self, arrays):
+        return {"item_factors": 0}
+
     def _get_state(self):
         return ({"feedback": getattr(self, "feedback_", None),
                  "score_mean": getattr(self, "score_mean_", None)},

@@ -556,6 +556,12 @@ class MLPRouter(Router):
                 H = np.maximum(H, 0.0)
         return np.where(np.isnan(self.llm_mean_)[None, :], -np.inf, H)
 
+    canonical_llm_order = True  # output-layer weights drawn per column position
+
+    def _llm_axes(self, arrays):
+        last = len(self.weights_) - 1
+        return {"llm_mean": 0, f"W{last}": 1, f"b{last}": 0}
+
     def _get_state(self):
         arrays = {"llm_mean": self.llm_mean_}
         for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):

@@ -297,6 +297,11 @@ class LightFMRouter(Router):
         self.item_bias_ = np.append(self.item_bias_, np.float32(b0 + b))
 
     # ---------------------------------------------------------- persistence
+    canonical_llm_order = True  # random item embeddings per column position
+
+    def _llm_axes(self, arrays):
+        return {"item_repr": 0, "item_bias": 0}
+
     def _get_state(self):
         arrays = {"user_embeddings": self.user_embeddings_, "user_biases": self.user_biases_,
                   "item_repr": self.item_repr_, "item_bias": self.item_bias_,

@@ -309,6 +309,11 @@ class _NeuralRouter(Router):
         return self.llm_vectors_.mean(axis=0), float(self.llm_bias_.mean())
 
     # -------------------------------------------------------- persistence
+    canonical_llm_order = True  # LLM vectors drawn and pairs sampled per column position
+
+    def _llm_axes(self, arrays):
+        return {"llm_vectors": 0, "llm_bias": 0}
+
     def _get_state(self):
         state = {"n_prompt_layers": len(self.prompt_layers_),
                  "history": getattr(self, "history_", {}),

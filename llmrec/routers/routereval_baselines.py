@@ -255,6 +255,15 @@ class _RETorch(_REBase):
                 h = np.maximum(h, 0.0)
         return h
 
+    # RouterEval draws the output layer per column position; in llmrec mode the LLMs
+    # are put in name order for training (the exact mode turns this off, see
+    # llmrec.evaluation.routereval_exact)
+    canonical_llm_order = True
+
+    def _llm_axes(self, arrays):
+        n = len(self.weights_)
+        return {f"w{n - 2}": 0, f"w{n - 1}": 0}
+
     def _get_state(self):
         return {"n_weights": len(self.weights_)}, {f"w{i}": w for i, w in
                                                     enumerate(self.weights_)}
