@@ -125,6 +125,18 @@ def test_constant_llm_warns_but_not_the_reference():
         warn_constant_llms(make_synthetic(50, 4, seed=0, kind="preference"))
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5, 1 << 22])
+def test_constant_check_reads_every_chunk_it_needs(monkeypatch, chunk):
+    """The min/max pass stops early only once every LLM is known to vary: a column
+    that varies (m1) or is first seen (m2) only in the last records is decided right."""
+    import llmrec.routers.signal as sig
+    monkeypatch.setattr(sig, "_CONST_CHUNK", chunk)
+    Y = np.array([[1, 0.3, np.nan, 2], [0, 0.3, np.nan, 2], [1, 0.3, 0.7, 2],
+                  [0, 0.4, 0.7, 2]], np.float32)
+    with pytest.warns(ConstantScoreWarning, match=r"m2 \(0.7\), m3 \(2\)"):
+        assert warn_constant_llms(_rec(Y)) == ["m2", "m3"]
+
+
 @pytest.fixture(scope="module")
 def pref_split():
     rec = make_synthetic(700, 6, n_topics=4, seed=1, kind="preference")

@@ -136,17 +136,27 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None,
     kk = min(k, len(pool))
     if n == 0:
         return np.zeros((0, kk), np.int64), np.zeros((0, kk), np.float32)
-    # the pool is reordered when a tie rank is given: then index the columns too
-    sub = scores if cand is None and rank is None else scores[:, pool]
-    key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
-    nan = np.isnan(key)
-    if nan.any():
-        key[nan] = -np.inf
-    del nan
-    order = _topk_order(key, kk)
-    del key
-    ids = pool[order]
-    return ids.astype(np.int64), np.take_along_axis(sub, order, axis=1).astype(np.float32)
+    ids = np.empty((n, kk), np.int64)
+    vals = np.empty((n, kk), np.float32)
+    # blocks of rows small enough to stay in cache: the gather, the NaN pass and the
+    # kk argmax passes then read each block from cache, not the whole matrix from RAM
+    step = max(1, _BLOCK_CELLS // len(pool))
+    for s in range(0, n, step):
+        # the pool is reordered when a tie rank is given: then index the columns too
+        blk = scores[s:s + step]
+        sub = blk if cand is None and rank is None else blk[:, pool]
+        key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
+        nan = np.isnan(key)
+        if nan.any():
+            key[nan] = -np.inf
+        order = _topk_order(key, kk)
+        ids[s:s + step] = pool[order]
+        vals[s:s + step] = np.take_along_axis(sub, order, axis=1)
+    return ids, vals
+
+
+#: cells per block of rows in :func:`topk_scores` (float32: 1 MiB)
+_BLOCK_CELLS = 1 << 18
 
 
 def _topk_order(key: np.ndarray, kk: int) -> np.ndarray:

@@ -198,6 +198,10 @@ def per_prompt_centered(records: PerformanceRecords) -> tuple[np.ndarray, np.nda
     return np.where(obs, dense - mu[:, None], 0.0).astype(np.float32), obs
 
 
+#: records per chunk of :func:`warn_constant_llms`
+_CONST_CHUNK = 1 << 22
+
+
 def warn_constant_llms(records: PerformanceRecords, what: str = "fit") -> list[str]:
     """Warn (:class:`ConstantScoreWarning`) about LLMs whose training scores are all
     equal (at least two records), and return their names.
@@ -206,20 +210,30 @@ def warn_constant_llms(records: PerformanceRecords, what: str = "fit") -> list[s
     constant 0.5 is the usual case, and it is expected there (no warning).
     """
     n = records.n_llms
-    idx = records.scores.indices
-    d = records.scores.data.astype(np.float64)
+    idx, d = records.scores.indices, records.scores.data
     cnt = np.bincount(idx, minlength=n)
     if not cnt.any():
         return []
-    mn = np.full(n, np.inf)
-    mx = np.full(n, -np.inf)
-    np.minimum.at(mn, idx, d)
-    np.maximum.at(mx, idx, d)
-    const = (cnt >= 2) & (mn == mx)
-    names = [nm for nm, c in zip(records.llm_names, const)
-             if c and nm != getattr(records, "reference_llm", None)]
+    # per-LLM min and max over chunks of records (float32, no copy of the matrix); stop
+    # as soon as every LLM with two or more records is known to vary, which on real
+    # data is within the first chunk
+    names_all = records.llm_names
+    need = cnt >= 2  # the LLMs to decide (a declared reference is expected constant)
+    ref = getattr(records, "reference_llm", None)
+    if ref in names_all:
+        need[names_all.index(ref)] = False
+    mn = np.full(n, np.inf, dtype=np.float64)
+    mx = np.full(n, -np.inf, dtype=np.float64)
+    chunk = _CONST_CHUNK
+    for s0 in range(0, len(idx), chunk):
+        np.minimum.at(mn, idx[s0:s0 + chunk], d[s0:s0 + chunk])
+        np.maximum.at(mx, idx[s0:s0 + chunk], d[s0:s0 + chunk])
+        if not (need & ~(mx > mn)).any():
+            break
+    const = need & (mn == mx)
+    names = [nm for nm, c in zip(names_all, const) if c]
     if names:
-        shown = ", ".join(f"{nm} ({mn[records.llm_names.index(nm)]:g})" for nm in names[:5])
+        shown = ", ".join(f"{nm} ({mn[names_all.index(nm)]:g})" for nm in names[:5])
         warnings.warn(f"{what}: LLM(s) with a constant training score carry no per-prompt "
                       f"signal: {shown}{' ...' if len(names) > 5 else ''}; check the records "
                       "(a preference reference LLM should be declared as reference_llm)",
