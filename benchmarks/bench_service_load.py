@@ -141,14 +141,19 @@ def _cpu_seconds(pid: int) -> float:
 def _wait_ready(url: str, proc, what: str):
     import httpx
     t0 = time.time()
+    last = ""
     while True:
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            r = httpx.get(url + "/health", timeout=1)
+            if r.status_code == 200:
                 return
+            last = r.text[:1000]  # e.g. a model that fails its load probe
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.time() - t0 > 180:
-            raise RuntimeError(f"{what} did not start: " + proc.stderr.read().decode()[-2000:])
+            proc.kill()  # read stderr only once the process is gone: no hang on a live pipe
+            raise RuntimeError(f"{what} did not start: {last} "
+                               + proc.stderr.read().decode()[-2000:])
         time.sleep(0.2)
 
 

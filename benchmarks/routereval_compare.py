@@ -13,7 +13,8 @@ Regenerates the section of ``benchmarks/RESULTS.md`` between the markers
 
 Pairs compare each RouterEval baseline with llmrec's router of the same idea
 (``knn`` with k tuned on validation prompts vs ``re-prknn``, ``linear`` vs
-``re-linear``, ``cluster`` vs ``re-cluster``), chosen before looking at any result.
+``re-linear``, ``cluster`` vs ``re-cluster``, ``mlp`` vs ``re-mlp``), chosen before
+looking at any result.
 
 Usage::
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import platform
 import sys
 import time
 import warnings
@@ -48,14 +50,17 @@ ROUTERS = [
     ("knn", "knn", {"k_grid": [5, 25, 50]}),
     ("linear", "linear", {"alpha_grid": [1.0, 10.0, 100.0]}),
     ("cluster", "cluster", {"n_clusters": 8, "n_init": 2}),
+    ("mlp", "mlp", {}),
     ("re-prknn", "re-prknn", {}),
     ("re-linear", "re-linear", {}),
     ("re-cluster", "re-cluster", {}),
+    ("re-mlp", "re-mlp", {}),
     ("best-single", "best-single", {}),
     ("oracle", "oracle", {}),
     ("random", "random", {}),
 ]
-PAIRS = [("knn", "re-prknn"), ("linear", "re-linear"), ("cluster", "re-cluster")]
+PAIRS = [("knn", "re-prknn"), ("linear", "re-linear"), ("cluster", "re-cluster"),
+         ("mlp", "re-mlp")]
 START, END = "<!-- routereval-compare:start -->", "<!-- routereval-compare:end -->"
 
 
@@ -112,6 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None,
                     help="folder: each seed's (and the exact mode's) results are saved there "
                          "and reused, so seeds can run as parallel processes")
+    ap.add_argument("--how", default="",
+                    help="a note on how the run was done, printed beside the wall time")
     ap.add_argument("--skip-exact", action="store_true", help="only the llmrec-mode seeds")
     ap.add_argument("--only-exact", action="store_true", help="only the exact mode")
     args = ap.parse_args(argv)
@@ -191,7 +198,7 @@ def main(argv=None) -> int:
     pairs_e = _pairs_table(pe, pools_e, [0], args.n_boot)
     secs = max(run_secs)  # with --cache the runs may have been parallel processes
 
-    cmd = ("nice -n 10 python benchmarks/routereval_compare.py --seeds " + args.seeds +
+    cmd = ("python benchmarks/routereval_compare.py --seeds " + args.seeds +
            " --sizes " + args.sizes + f" --encoder {args.encoder} --write benchmarks/RESULTS.md")
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = "\n".join([
@@ -200,13 +207,16 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`; {args.data} ({rec.n_prompts} prompts x {rec.n_llms} LLMs); "
         f"encoder {args.encoder} (TF-IDF, 64 dimensions: the encoder of the exact-mode "
-        f"reference figures); pool sizes {args.sizes}; {secs:.0f} s wall (the five seeds and "
-        f"the exact mode ran as six parallel processes with `--cache /tmp/h11_cmp`, then "
-        f"this command assembled them); {when}; machine: "
-        "2-core shared box, other jobs running. RouterEval's baselines (`re-*`) are "
-        "llmrec's reimplementations of its scripts, checked against figures produced by "
-        "its own code (`tests/test_routereval_exact.py`, within 0.002). MLPR (`re-mlp`) is "
-        "left out here for time (100 epochs per pool).",
+        f"reference figures); pool sizes {args.sizes}; {secs:.0f} s wall"
+        f"{' (' + args.how + ')' if args.how else ''}; {when}; machine: "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
+        "RouterEval's baselines (`re-*`) are llmrec's reimplementations of its scripts, "
+        "checked against figures produced by its own code "
+        "(`tests/test_routereval_exact.py`, within 0.002; MLPR with "
+        "`LLMREC_SLOW_TESTS=1`). In `llmrec` mode every router trains on the LLMs in "
+        "name order (`Router.canonical_llm_order`), so no figure depends on the column "
+        "order; the exact mode keeps RouterEval's weakest-first order and its first-"
+        "column ties.",
         "",
         "Pairs were fixed before any run: each RouterEval baseline against llmrec's router "
         "of the same idea. Significance: paired bootstrap over the test prompts of one "

@@ -46,3 +46,16 @@ def test_router_info_is_cached_and_follows_add_llm(synth):
     assert info.index == {n: i for i, n in enumerate(r.llm_names_)}
     r.llms_ = r.llms_.iloc[:-1].reset_index(drop=True)  # a new table: a new entry
     assert router_info(r).names == r.llm_names_ and router_info(r) is not info
+
+
+def test_a_model_with_precomputed_vectors_passes_the_load_probe(synth, tmp_path):
+    """The load probe sends prompts the encoder knows: an arbitrary text has no
+    precomputed vector, and a model that answers every real request must load."""
+    from llmrec.encoders import PrecomputedEncoder
+    from llmrec.service.app import load_and_probe
+    X = np.random.default_rng(0).standard_normal((synth.n_prompts, 8)).astype(np.float32)
+    for key in ("text", "auto"):
+        enc = PrecomputedEncoder(X, ids=list(synth.prompt_ids), texts=list(synth.texts),
+                                 key=key)
+        make_router("linear").fit(synth, encoder=enc).save(tmp_path / key)
+        assert load_and_probe(tmp_path / key).name == "linear"

@@ -226,6 +226,13 @@ class PrecomputedEncoder(Encoder):
             rows[j] = r
         return rows
 
+    def probe_prompts(self, n: int = 2) -> list[str]:
+        """``n`` strings this encoder can encode (stored texts, else ids): what the
+        service's load probe sends, since an arbitrary text has no vector here."""
+        keys = self.texts if self.texts is not None and self.key != "id" else self.ids
+        keys = [] if keys is None else list(keys[:n])
+        return [str(k) for k in keys]
+
     def _encode(self, texts, show_progress):
         V = self._lookup()[0]
         return V[self._rows(texts, self.key)]

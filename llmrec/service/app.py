@@ -220,8 +220,12 @@ def load_and_probe(model_dir) -> "object":
     """
     router = load_router(model_dir)
     try:
+        prompts = [_PROBE, "2 + 2 = ?"]
+        enc = getattr(getattr(router, "featurizer_", None), "encoder", None)
+        if hasattr(enc, "probe_prompts"):  # a lookup encoder: probe with prompts it knows
+            prompts = (enc.probe_prompts(2) * 2)[:2] or prompts
         for cand, k in ((None, min(3, router.n_llms_)), (router.llm_names_[-1:], 1)):
-            ids, scores = router.recommend_ids([_PROBE, "2 + 2 = ?"], k=k, candidates=cand,
+            ids, scores = router.recommend_ids(prompts, k=k, candidates=cand,
                                                show_progress=False)
             ids, scores = np.asarray(ids), np.asarray(scores, dtype=np.float64)
             want = (2, k)
