@@ -317,14 +317,16 @@ class DecisionLog:
         self.flush()
         if not self.path.is_file():
             return None
-        needle = f'"decision_id": "{decision_id}"'
+        needle = f'"{decision_id}"'  # lines are compact (orjson) or spaced (json)
         with open(self.path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if needle in line:
                     try:
-                        return json.loads(line)
+                        d = json.loads(line)
                     except ValueError:  # a torn line
-                        return None
+                        continue
+                    if isinstance(d, dict) and d.get("decision_id") == decision_id:
+                        return d
         return None
 
     @property
