@@ -201,15 +201,46 @@ def test_mlc_routereval95_continuous(synth):
     assert np.corrcoef(rate, S.mean(0))[0, 1] > 0.9
 
 
-def test_mlc_threshold_and_constant_head():
+@pytest.mark.parametrize("solver", ["per-head", "joint"])
+def test_mlc_threshold_and_constant_head(solver):
     Y = np.array([[1, 0], [1, 1], [1, 0], [1, 1]], dtype=np.float32)
     X = np.array([[1, 0], [0, 1], [1, 0.1], [0.1, 1]], dtype=np.float32)
-    r = _fit_on_features(make_router("mlc", label_rule="threshold", threshold=0.5), X, Y)
+    r = _fit_on_features(make_router("mlc", label_rule="threshold", threshold=0.5,
+                                     solver=solver), X, Y)
     S = r._score(X, None, 4)
     np.testing.assert_allclose(S[:, 0], 1 / (1 + 0.5 / 4.5), rtol=1e-5)  # all-positive head
     assert S[1, 1] > S[0, 1]
     with pytest.raises(ConfigError, match="label_rule"):
         make_router("mlc", label_rule="top1").labels(_records(Y))
+
+
+@pytest.mark.parametrize("rule", ["relative", "routereval95"])
+def test_mlc_joint_solver_reaches_the_per_head_optimum(rule):
+    """One L-BFGS over every head minimises the same objectives as the per-LLM
+    scikit-learn solves: an objective no worse, the same top-1 choices."""
+    rec = make_synthetic(600, 70, n_topics=5, seed=3)
+    tr, te = rec.select_prompts(range(450)), rec.select_prompts(range(450, 600))
+    enc = small_encoder()
+    fits = {s: make_router("mlc", solver=s, label_rule=rule).fit(tr, encoder=enc)
+            for s in ("per-head", "joint")}
+    X = fits["joint"].features(tr.texts)
+    y, obs, w = fits["joint"]._labels_weights(tr)
+    S = np.where(obs, 1.0 if w is None else w, 0.0)
+
+    def objective(r):
+        c, b = r.coef_.astype(np.float64), np.nan_to_num(r.intercept_.astype(np.float64))
+        L = X @ c.T + b
+        return 0.5 * np.sum(c * c) + np.sum(S * (np.logaddexp(0, L) - y * L))
+
+    assert objective(fits["joint"]) <= objective(fits["per-head"]) * (1 + 1e-5)
+    np.testing.assert_allclose(fits["joint"].score(te.texts), fits["per-head"].score(te.texts),
+                               atol=0.03)
+    agree = (fits["joint"].score(te.texts).argmax(1)
+             == fits["per-head"].score(te.texts).argmax(1)).mean()
+    assert agree >= 0.97
+    assert make_router("mlc").fit(tr, encoder=enc).score(te.texts).shape == (150, 70)  # auto
+    with pytest.raises(ConfigError, match="solver"):
+        make_router("mlc", solver="newton").fit(tr, encoder=enc)
 
 
 # ------------------------------------------------------------ linear / MLP
