@@ -36,6 +36,7 @@ import numpy as np
 from starlette.requests import Request
 
 from .decisions import DecisionLog, choose, new_decision, policy_name
+from .feedback import _orjson
 from .routerinfo import router_info
 from .upstreams import ROUTE_ON, Upstream, UpstreamConfig
 
@@ -45,6 +46,26 @@ AUTO_MODEL = "llmrec-auto"
 ROUTER_PREFIX = "llmrec/"
 _OPTION_KEYS = {"candidates", "cost_weight", "router", "route_on", "prompt_id"}
 _RETRY_STATUS = {408, 429}
+
+
+def _loads(raw):
+    """Parse a JSON body: orjson where installed, the standard library for what it
+    refuses (e.g. integers beyond 64 bits); ValueError when it is not JSON."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except ValueError:
+            pass
+    return json.loads(raw)
+
+
+def _dumps(obj) -> bytes:
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(obj)
+        except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
+            pass
+    return json.dumps(obj).encode("utf-8")
 
 
 async def _within(seconds: float, aw):
@@ -355,7 +376,7 @@ class Proxy:
         if up.api_key:
             headers["authorization"] = f"Bearer {up.api_key}"
         req = self.client.build_request(
-            "POST", up.chat_url, content=json.dumps(payload).encode("utf-8"), headers=headers,
+            "POST", up.chat_url, content=_dumps(payload), headers=headers,
             timeout=httpx.Timeout(up.timeout, connect=up.connect_timeout))
         return await _within(up.timeout, self.client.send(req, stream=True))
 
@@ -367,7 +388,7 @@ class Proxy:
         t0 = time.perf_counter()
         try:
             try:
-                body = json.loads(raw)
+                body = _loads(raw)
             except ValueError:
                 raise ProxyError(400, "request body is not valid JSON") from None
             if not isinstance(body, dict):
@@ -455,7 +476,7 @@ class Proxy:
                                   time.perf_counter() - t1)
             if status < 400:
                 try:
-                    self.metrics.usage(up, json.loads(content).get("usage"))
+                    self.metrics.usage(up, _loads(content).get("usage"))
                 except (ValueError, AttributeError):
                     pass
             finish(llm, status)
