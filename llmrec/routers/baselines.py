@@ -19,9 +19,10 @@ def _truth_aligned(router: Router, records: PerformanceRecords) -> tuple[np.ndar
 class RandomRouter(Router):
     """Scores every LLM with seeded uniform noise: a random pick per prompt.
 
-    The draws depend only on ``random_state``, the LLM's name and the number of
+    The draws depend only on ``random_state``, the LLM names and the number of
     prompts scored, so repeated calls give the same answer, and reordering the LLM
-    columns reorders the noise with them (the pick never depends on column order).
+    columns reorders the noise with them (the pick never depends on column order):
+    one float32 stream fills the LLMs in name order.
 
     Examples
     --------
@@ -41,11 +42,10 @@ class RandomRouter(Router):
         pass
 
     def _score(self, X, prompts, n):
-        import zlib
-        out = np.empty((n, self.n_llms_))
-        for j, name in enumerate(self.llm_names_):
-            key = zlib.crc32(str(name).encode("utf-8"))
-            out[:, j] = np.random.default_rng([int(self.random_state), key]).random(n)
+        order = np.argsort(np.asarray(self.llm_names_, dtype=object), kind="stable")
+        out = np.empty((n, len(order)), dtype=np.float32)
+        out[:, order] = np.random.default_rng(int(self.random_state)).random(
+            (n, len(order)), dtype=np.float32)
         return out
 
     def _get_state(self):
