@@ -363,7 +363,14 @@ class LinearRouter(_TunedRouter):
         self.coef_, self.intercept_ = _ridge_masked(X, dense, obs, self.alpha_, weight=weight)
 
     def _score(self, X, prompts, n):
-        return _finite_or_neg_inf(X @ self.coef_.T + self.intercept_[None, :])
+        # in place, and NaN only where an LLM's own weights are (no record): at
+        # 8,500 LLMs each extra pass over the (n, m) matrix costs as much as the ranking
+        S = np.asarray(X, dtype=np.float32) @ self.coef_.T
+        S += self.intercept_[None, :]
+        bad = ~(np.isfinite(self.intercept_) & np.isfinite(self.coef_).all(axis=1))
+        if bad.any():
+            S[:, bad] = -np.inf
+        return S
 
     def _add_llm(self, name, X, y, metadata):
         coef, b = _ridge_masked(X, y[:, None], np.ones((len(y), 1), bool), self.alpha_)
