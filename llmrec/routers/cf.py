@@ -355,7 +355,9 @@ def _implicit_als(router, records):
     router.score_mean_ = float(records.scores.data.mean())
     model = _fit_quietly(lambda: AlternatingLeastSquares(
         factors=int(router.factors), regularization=float(router.regularization), alpha=1.0,
-        iterations=int(router.iterations), num_threads=1,
+        # every core: each half-step solves the users (items) independently, so the
+        # result does not depend on the thread count (BPR's Hogwild SGD would)
+        iterations=int(router.iterations), num_threads=0,
         random_state=router.random_state), conf,
         f"als {int(router.iterations)} iterations", getattr(router, "_show_progress", None))
     U = _to_numpy(model.user_factors)
