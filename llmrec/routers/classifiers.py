@@ -506,7 +506,9 @@ class MLPRouter(Router):
         Xt = torch.as_tensor(X, dtype=torch.float32)
         n, bs = Xt.shape[0], int(self.batch_size)
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small ops: threads only wait on each other
+        # small ops: threads only wait on each other; a wide output layer (thousands
+        # of LLMs) is worth every core
+        torch.set_num_threads(threads if sizes[-2] * sizes[-1] * bs >= 10_000_000 else 1)
         try:
             self._train_epochs(torch, net, opt, g, Xt, records, n, bs, raw_mean, val, X_val)
         finally:
