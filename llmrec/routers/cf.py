@@ -97,6 +97,7 @@ class _ImplicitMFRouter(Router):
                               f"({why}); give records where LLMs differ, or lower "
                               "success_threshold")
         self.feedback_ = {"mode": mode, "threshold": fb.threshold}
+        self._feedback = fb  # for the CSR builders below (dropped after the fit)
         return fb.rows, fb.cols, fb.weight, fb.positive
 
     def _fit_map(self, X: np.ndarray, U: np.ndarray, keep: np.ndarray | None = None):
@@ -346,11 +347,13 @@ def _implicit_als(router, records):
     from implicit.cpu.als import AlternatingLeastSquares
     # successes / failures and weights from the score kind (llmrec.routers.signal);
     # raises when nothing is a success
+    from .signal import feedback_csr
     r, c, w, ok = router._success(records)
+    fb = router.__dict__.pop("_feedback")
     keep = w > 0  # records at the prompt mean carry no signal
-    conf = sp.csr_matrix((router._confidences(w[keep], ok[keep]), (r[keep], c[keep])),
-                         shape=records.shape, dtype=np.float32)
-    del r, c, w, ok, keep
+    # the confidences on the records' own CSR structure: no COO copy of 340M records
+    conf = feedback_csr(records, fb, router._confidences(w, ok), keep)
+    del r, c, w, ok, keep, fb
     # the probe rule of add_llm: relative to the mean training score
     router.score_mean_ = float(records.scores.data.mean())
     model = _fit_quietly(lambda: AlternatingLeastSquares(
@@ -453,9 +456,10 @@ class BPRRouter(_ImplicitMFRouter):
     def _fit(self, records, X, val, X_val):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
         self._check_common()
+        from .signal import feedback_csr
         r, c, _, ok = self._success(records)
-        pos = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (r[ok], c[ok])),
-                            shape=records.shape, dtype=np.float32)
+        pos = feedback_csr(records, self.__dict__.pop("_feedback"),
+                           np.ones(len(ok), np.float32), ok)
         model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),
                                             learning_rate=float(self.learning_rate),
                                             regularization=float(self.regularization),
