@@ -24,10 +24,10 @@ of records (least squares on log time vs log cells over the sizes measured), and
 with ``--curve``, RouterEval's model-level scaling curve at the largest size: mu
 of each router's top-1 on random candidate pools of 3 ... all LLMs.
 
-Usage (one router at a time, nice'd, two BLAS threads)::
+Usage (one fit at a time, two BLAS threads)::
 
-    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_scale.py --sizes S,M
-    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_scale.py --sizes L \\
+    OMP_NUM_THREADS=2 python benchmarks/bench_scale.py --sizes S,M
+    OMP_NUM_THREADS=2 python benchmarks/bench_scale.py --sizes L \\
         --routers knn,linear --curve
 """
 
@@ -330,6 +330,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=str(HERE / "bench_scale.jsonl"),
                     help="raw results, one JSON line per fit (the table is built from it)")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--note", default="", help="how and where the rows were measured")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the RESULTS.md section from --jsonl")
     ap.add_argument("--one", nargs=2, metavar=("ROUTER", "SIZE"), help=argparse.SUPPRESS)
@@ -364,13 +365,13 @@ def main(argv=None) -> int:
             with open(jsonl, "a") as f:
                 f.write(json.dumps(res) + "\n")
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    meta = {"command": "OMP_NUM_THREADS=2 nice -n 10 python benchmarks/bench_scale.py "
-                       "--sizes S` and `--sizes M` (the routers listed), then `--sizes L "
-                       "--curve --timeout 900",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with six other "
-                       f"helpers' jobs (load average 10-21 during these runs, so wall times "
-                       f"are 3-17x the CPU times and the wall-clock limit stopped fits that "
-                       f"need far less CPU), Python {platform.python_version()}",
+    meta = {"command": "OMP_NUM_THREADS=2 python benchmarks/bench_scale.py --sizes SIZE "
+                       "--routers ROUTERS --timeout T --max-rss-gib G` (one size and a few "
+                       "routers per command; every row's own date, limits and figures are in "
+                       "`benchmarks/bench_scale.jsonl`, and `--render` rebuilds this section "
+                       "from it",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+                       f"{platform.python_version()}" + (f"; {args.note}" if args.note else ""),
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     write_results(render(rows, meta), Path(args.results))
     return 0
