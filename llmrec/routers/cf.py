@@ -85,8 +85,8 @@ class _ImplicitMFRouter(Router):
         _check_kind(self.user_map)
 
     def _success(self, records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, cols, weights, is_success) of every observed record (see
-        :mod:`llmrec.routers.signal`)."""
+        """(rows, cols, weights, is_success) of every observed record, in the records'
+        CSR order (see :mod:`llmrec.routers.signal`)."""
         from .signal import implicit_feedback, resolve_feedback
         mode = resolve_feedback(getattr(self, "feedback", None), self.success_threshold)
         fb = implicit_feedback(records, mode, self.success_threshold)
@@ -97,7 +97,6 @@ class _ImplicitMFRouter(Router):
                               f"({why}); give records where LLMs differ, or lower "
                               "success_threshold")
         self.feedback_ = {"mode": mode, "threshold": fb.threshold}
-        self._feedback = fb  # for the CSR builders below (dropped after the fit)
         return fb.rows, fb.cols, fb.weight, fb.positive
 
     def _fit_map(self, X: np.ndarray, U: np.ndarray, keep: np.ndarray | None = None):
@@ -349,11 +348,10 @@ def _implicit_als(router, records):
     # raises when nothing is a success
     from .signal import feedback_csr
     r, c, w, ok = router._success(records)
-    fb = router.__dict__.pop("_feedback")
     keep = w > 0  # records at the prompt mean carry no signal
     # the confidences on the records' own CSR structure: no COO copy of 340M records
-    conf = feedback_csr(records, fb, router._confidences(w, ok), keep)
-    del r, c, w, ok, keep, fb
+    conf = feedback_csr(records, router._confidences(w, ok), keep)
+    del r, c, w, ok, keep
     # the probe rule of add_llm: relative to the mean training score
     router.score_mean_ = float(records.scores.data.mean())
     model = _fit_quietly(lambda: AlternatingLeastSquares(
@@ -458,8 +456,7 @@ class BPRRouter(_ImplicitMFRouter):
         self._check_common()
         from .signal import feedback_csr
         r, c, _, ok = self._success(records)
-        pos = feedback_csr(records, self.__dict__.pop("_feedback"),
-                           np.ones(len(ok), np.float32), ok)
+        pos = feedback_csr(records, np.ones(len(ok), np.float32), ok)
         model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),
                                             learning_rate=float(self.learning_rate),
                                             regularization=float(self.regularization),

@@ -210,11 +210,11 @@ def implicit_feedback(records: PerformanceRecords, feedback: str = "relative",
 _FEEDBACK_BLOCK = 1 << 22
 
 
-def feedback_csr(records: PerformanceRecords, fb: Feedback, values: np.ndarray,
+def feedback_csr(records: PerformanceRecords, values: np.ndarray,
                  keep: np.ndarray | None = None):
-    """A CSR matrix (float32) of ``values`` on the records of ``fb`` (where ``keep``),
-    built from the records' own structure: no COO sort, and no copy of the column
-    index at all when every record is kept.
+    """A CSR matrix (float32) of per-record ``values`` (in the records' CSR order, as
+    :func:`implicit_feedback` returns them) where ``keep``, built on the records' own
+    structure: no COO sort, and no copy of the column index when every record is kept.
 
     Examples
     --------
@@ -222,7 +222,7 @@ def feedback_csr(records: PerformanceRecords, fb: Feedback, values: np.ndarray,
     >>> from llmrec.datasets import make_synthetic
     >>> rec = make_synthetic(4, 3, seed=0, binary=False)
     >>> fb = implicit_feedback(rec)
-    >>> M = feedback_csr(rec, fb, fb.weight, fb.weight > 0)
+    >>> M = feedback_csr(rec, fb.weight, fb.weight > 0)
     >>> np.allclose(M.toarray()[fb.rows, fb.cols], np.where(fb.weight > 0, fb.weight, 0))
     True
     """
@@ -232,10 +232,11 @@ def feedback_csr(records: PerformanceRecords, fb: Feedback, values: np.ndarray,
     if keep is None or keep.all():
         M = sp.csr_matrix((values, sc.indices, sc.indptr), shape=records.shape, copy=False)
     else:
-        per_row = np.bincount(fb.rows[keep], minlength=records.n_prompts)
-        indptr = np.zeros(records.n_prompts + 1, dtype=sc.indptr.dtype)  # no upcast
-        np.cumsum(per_row, out=indptr[1:])
-        M = sp.csr_matrix((values[keep], sc.indices[keep], indptr), shape=records.shape)
+        # kept records before each row start = the new row pointers (no upcast)
+        kept_before = np.zeros(sc.nnz + 1, dtype=sc.indptr.dtype)
+        np.cumsum(keep, out=kept_before[1:])
+        M = sp.csr_matrix((values[keep], sc.indices[keep], kept_before[sc.indptr]),
+                          shape=records.shape)
     M.has_sorted_indices = bool(getattr(sc, "has_sorted_indices", False))
     return M
 

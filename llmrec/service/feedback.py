@@ -44,11 +44,6 @@ try:  # POSIX file locks: several processes may share one log
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None
-try:  # fast JSON for the service's own records (optional)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is in the serve extra
-    _orjson = None
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -59,6 +54,7 @@ import pandas as pd
 from .._failpoints import failpoint, hit as _fp_hit, kill as _fp_kill
 from ..data.records import PerformanceRecords
 from ..errors import DataFormatError
+from ._json import orjson as _orjson
 
 FEEDBACK_FIELDS = ("prompt_id", "text", "llm", "score", "time")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

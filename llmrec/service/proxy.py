@@ -36,7 +36,7 @@ import numpy as np
 from starlette.requests import Request
 
 from .decisions import DecisionLog, choose, new_decision, policy_name
-from .feedback import _orjson
+from ._json import dumps as _dumps, loads as _loads
 from .routerinfo import router_info
 from .upstreams import ROUTE_ON, Upstream, UpstreamConfig
 
@@ -46,26 +46,6 @@ AUTO_MODEL = "llmrec-auto"
 ROUTER_PREFIX = "llmrec/"
 _OPTION_KEYS = {"candidates", "cost_weight", "router", "route_on", "prompt_id"}
 _RETRY_STATUS = {408, 429}
-
-
-def _loads(raw):
-    """Parse a JSON body: orjson where installed, the standard library for what it
-    refuses (e.g. integers beyond 64 bits); ValueError when it is not JSON."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(raw)
-        except ValueError:
-            pass
-    return json.loads(raw)
-
-
-def _dumps(obj) -> bytes:
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(obj)
-        except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
-            pass
-    return json.dumps(obj).encode("utf-8")
 
 
 async def _within(seconds: float, aw):
