@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from llmrec.data.records import PerformanceRecords
+from llmrec.errors import ConfigError
 from llmrec.routers import make_router
 from llmrec.routers.routereval_baselines import softmax_entropy_routereval
 
@@ -72,3 +73,20 @@ def test_linear_and_mlp_do_not_touch_the_global_torch_stream(synth_split):
     torch.manual_seed(7)
     make_router("re-linear", epochs=1).fit(train, encoder=small_encoder())
     assert torch.rand(1).item() == before
+
+
+def test_torch_baselines_train_on_their_own_thread_count(synth_split):
+    torch = pytest.importorskip("torch")
+    train, test = synth_split
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = make_router("re-mlp", epochs=2, hidden_size=16).fit(train, encoder=small_encoder())
+        assert torch.get_num_threads() == 2  # the caller's setting comes back
+        torch.set_num_threads(1)
+        b = make_router("re-mlp", epochs=2, hidden_size=16).fit(train, encoder=small_encoder())
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(a.score(test), b.score(test))
+    with pytest.raises(ConfigError, match="num_threads"):
+        make_router("re-linear", epochs=1, num_threads=0).fit(train, encoder=small_encoder())

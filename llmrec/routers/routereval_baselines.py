@@ -19,7 +19,11 @@ any records, in either protocol mode:
   batch 1024). RouterEval's ``train.py`` never seeds torch; here torch is seeded with
   ``seed`` inside a forked RNG state and the torch random stream is consumed in the
   same order as ``train.py`` consumes it, so that a run of ``train.py`` with
-  ``torch.manual_seed(seed)`` gives the same network.
+  ``torch.manual_seed(seed)`` gives the same network. Training runs on
+  ``num_threads`` torch threads (default 1, as RouterEval's reference figures in
+  ``tests/data/routereval_reference`` were produced): a float sum splits
+  differently across threads, and over MLPR's 1,000 Adam steps that changes the
+  network (MMLU-Pro m = 5 all_weak: mu 0.2708 on one thread, 0.2699 on two).
 
 All four read an unobserved training cell as 0, as RouterEval's scripts see the
 arrays they are given (they have no notion of a missing cell). Their validation
@@ -32,6 +36,8 @@ protocol mode uses it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -216,8 +222,19 @@ class _RETorch(_REBase):
         from torch.utils.data import DataLoader, TensorDataset
         if int(self.epochs) < 1 or int(self.batch_size) < 1 or not float(self.lr) > 0:
             raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
+        threads = int(getattr(self, "num_threads", 1))
+        if threads < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {threads}")
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         Yt = torch.from_numpy(self._Y(records))
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)  # the sums' order, see the module docstring
+        try:
+            self._train(torch, nn, DataLoader, TensorDataset, Xt, Yt)
+        finally:
+            torch.set_num_threads(prev_threads)
+
+    def _train(self, torch, nn, DataLoader, TensorDataset, Xt, Yt):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
             model = self._build(Xt.shape[1], Yt.shape[1])
@@ -234,7 +251,7 @@ class _RETorch(_REBase):
             for _ in range(int(self.epochs)):
                 model.train()
                 for xb, yb in train_dl:
-                    lr = 0.5 * float(self.lr) * (np.cos(np.pi * it / total) + 1)
+                    lr = 0.5 * float(self.lr) * (math.cos(math.pi * it / total) + 1)
                     for g in opt.param_groups:
                         g["lr"] = lr
                     loss = crit(model(xb.float()), yb.float())
@@ -288,7 +305,8 @@ class RELinearRouter(_RETorch):
     name = "re-linear"
 
     def __init__(self, lr: float = 0.1, epochs: int = 10, batch_size: int = 1024,
-                 seed: int = 0):
+                 seed: int = 0, num_threads: int = 1):
+        self.num_threads = num_threads
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size
@@ -314,7 +332,8 @@ class REMLPRouter(_RETorch):
     name = "re-mlp"
 
     def __init__(self, lr: float = 0.001, epochs: int = 100, hidden_size: int = 400,
-                 batch_size: int = 1024, seed: int = 0):
+                 batch_size: int = 1024, seed: int = 0, num_threads: int = 1):
+        self.num_threads = num_threads
         self.lr = lr
         self.epochs = epochs
         self.hidden_size = hidden_size
