@@ -183,3 +183,21 @@ def test_als_bpr_on_mmlu_pro_subset(shared_data):
             s = r.score(split.test.texts)[:, -1]
             ok = ~np.isnan(y)
             assert roc_auc_score(y[ok], s[ok]) > 0.55
+
+
+def test_bpr_bounds_its_sgd_updates(synth_split):
+    train, _ = synth_split
+    n_pos = None
+    r = make_router("bpr", factors=4, iterations=50, max_updates=None).fit(
+        train, encoder=small_encoder())
+    assert r.iterations_ == 50
+    from llmrec.routers.signal import implicit_feedback
+    n_pos = int(implicit_feedback(train).positive.sum())
+    r = make_router("bpr", factors=4, iterations=50, max_updates=3 * n_pos).fit(
+        train, encoder=small_encoder())
+    assert r.iterations_ == 3
+    r = make_router("bpr", factors=4, iterations=50, max_updates=1).fit(
+        train, encoder=small_encoder())
+    assert r.iterations_ == 1  # at least one epoch
+    with pytest.raises(ConfigError, match="max_updates"):
+        make_router("bpr", max_updates=0).fit(train, encoder=small_encoder())

@@ -364,3 +364,40 @@ def test_continuous_scores_route_better_than_random(name, params):
     truth = test.dense()
     random_mu = np.nanmean(np.nanmean(truth, axis=0))
     assert validation_mu(S, truth) > random_mu + 0.05, name
+
+
+def test_mlp_bounds_its_record_visits(synth_split):
+    train, _ = synth_split
+    kw = dict(hidden_layer_sizes=(8,), max_epochs=20)
+    r = make_router("mlp", **kw).fit(train, encoder=small_encoder())
+    assert r.n_epochs_ == 20  # no validation: every epoch the budget allows
+    r = make_router("mlp", max_updates=3 * train.n_observed, **kw).fit(
+        train, encoder=small_encoder())
+    assert r.n_epochs_ == 3
+    r = make_router("mlp", max_updates=1, **kw).fit(train, encoder=small_encoder())
+    assert r.n_epochs_ == 1
+    with pytest.raises(ConfigError, match="max_updates"):
+        make_router("mlp", max_updates=0, **kw).fit(train, encoder=small_encoder())
+
+
+def test_mlc_joint_solver_bounds_iterations_and_ignores_threads(synth_split, monkeypatch):
+    import llmrec.routers.classifiers as cl
+    train, test = synth_split
+    kw = dict(solver="joint", C=1e4)  # weak penalty: many iterations to converge
+    full = make_router("mlc", max_updates=None, **kw).fit(train, encoder=small_encoder())
+    assert full.n_iter_ > 20
+    capped = make_router("mlc", max_updates=train.n_observed, **kw).fit(
+        train, encoder=small_encoder())
+    assert capped.n_iter_ == 20  # at least 20 iterations whatever the budget
+    with pytest.raises(ConfigError, match="max_updates"):
+        make_router("mlc", max_updates=0, **kw).fit(train, encoder=small_encoder())
+    # row blocks on one thread or two: the same objective, summed in block order
+    monkeypatch.setattr(cl, "_cpu_threads", lambda: 1)
+    real = cl._logistic_heads_joint
+    monkeypatch.setattr(cl, "_logistic_heads_joint",
+                        lambda *a, **k: real(*a, **{**k, "block": 16}))
+    one = make_router("mlc", max_updates=None, **kw).fit(train, encoder=small_encoder())
+    monkeypatch.setattr(cl, "_cpu_threads", lambda: 2)
+    two = make_router("mlc", max_updates=None, **kw).fit(train, encoder=small_encoder())
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.score(test), two.score(test))

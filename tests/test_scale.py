@@ -163,6 +163,26 @@ def test_dry_run_estimate_within_2x_of_a_real_fit():
     assert "estimated fit time" in est.summary()
 
 
+def test_dry_run_scales_an_update_budget_to_the_sample():
+    # the budget binds on the whole data (4 epochs of 30): a sample with the budget
+    # unscaled would run 30 epochs on its fewer records and predict ~7x too much
+    from llmrec.encoders import TfidfEncoder
+    from llmrec.routers.cost import estimate_fit_cost
+    rec = make_synthetic(40000, 40, seed=0)
+    enc = TfidfEncoder(dim=32, n_features=2 ** 12)
+    kw = dict(hidden_layer_sizes=(16,), max_epochs=30, max_updates=4 * rec.n_observed)
+    # samples of 6 % and 12.5 % of the records: below the share (4 / 30) where the
+    # budget starts to bind, so only a scaled budget makes them run 4 epochs
+    est = estimate_fit_cost(make_router("mlp", **kw), rec, encoder=enc, min_seconds=0.3,
+                            start_records=100_000, max_fraction=0.125)
+    assert not est.exact
+    c0 = time.process_time()
+    r = make_router("mlp", **kw).fit(rec, encoder=enc)
+    cpu = time.process_time() - c0
+    assert r.n_epochs_ == 4
+    assert 0.5 <= est.seconds / cpu <= 2.0, (est.seconds, cpu, est.samples)
+
+
 def test_cli_fit_dry_run_writes_nothing(tmp_path, monkeypatch, capsys):
     from llmrec import cli
     monkeypatch.chdir(tmp_path)

@@ -443,7 +443,14 @@ class BPRRouter(_ImplicitMFRouter):
     learning_rate, regularization : float
         SGD step and L2 penalty.
     iterations : int
-        Epochs.
+        Epochs (each samples as many triples as there are positives).
+    max_updates : int or None
+        A bound on the SGD updates: the epochs run are
+        ``min(iterations, max(1, max_updates // positives))`` (``iterations_``
+        after fitting). The default, 2e8, leaves every set of up to 2M positives at
+        100 epochs (MMLU-Pro, RouterBench...) and keeps a dense 40,000 x 8,500
+        matrix (about 170M positives) to one epoch, about a minute per 1e8
+        updates on one thread. None: always ``iterations``.
     success_threshold : float, optional
         Explicit success threshold; None derives successes from the score kind.
     user_map : {"ridge", "mlp", "knn"}
@@ -470,8 +477,9 @@ class BPRRouter(_ImplicitMFRouter):
                  regularization: float = 0.01, iterations: int = 100,
                  success_threshold: float | None = None, user_map: str = "ridge",
                  map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0,
-                 feedback: str | None = None):
+                 feedback: str | None = None, max_updates: int | None = 200_000_000):
         self.feedback = feedback
+        self.max_updates = max_updates
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -492,13 +500,19 @@ class BPRRouter(_ImplicitMFRouter):
         from .signal import feedback_csr
         r, c, _, ok = self._success(records)
         pos = feedback_csr(records, np.ones(len(ok), np.float32), ok)
+        epochs = int(self.iterations)
+        if self.max_updates is not None:
+            if int(self.max_updates) < 1:
+                raise ConfigError(f"max_updates must be >= 1 or None, got {self.max_updates}")
+            epochs = min(epochs, max(1, int(self.max_updates) // max(1, pos.nnz)))
+        self.iterations_ = epochs
         model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),
                                             learning_rate=float(self.learning_rate),
                                             regularization=float(self.regularization),
-                                            iterations=int(self.iterations), num_threads=1,
+                                            iterations=epochs, num_threads=1,
                                             verify_negative_samples=True,
                                             random_state=self.random_state), pos,
-                             f"bpr {int(self.iterations)} iterations",
+                             f"bpr {epochs} iterations over {pos.nnz:,} positives",
                              getattr(self, "_show_progress", None))
         U = _to_numpy(model.user_factors)
         self.item_factors_ = _to_numpy(model.item_factors)

@@ -5,7 +5,9 @@
 the sample until a fit takes ``min_seconds`` of CPU time, and extrapolates the last
 two samples linearly in the number of observed records: every router here costs
 ``a + b * records`` in time and memory for fixed settings (iterations, epochs,
-factors; see each router's "Cost" notes and docs/scaling.md). Memory is the growth
+factors; see each router's "Cost" notes and docs/scaling.md). A router with a
+``max_updates`` budget (bpr, mlp, mlc: fewer epochs on more records) gets the
+budget scaled to the sample, so the sample fit runs the epochs of the whole fit. Memory is the growth
 of the process's resident set during the sample fit, polled every few
 milliseconds, on top of what the process holds already (the loaded records).
 
@@ -219,7 +221,13 @@ def estimate_fit_cost(router, records: PerformanceRecords, encoder=None,
     samples: list[dict] = []
 
     def fit_once(sub):
-        clone = make_router(router.name, **router.get_params())
+        params = router.get_params()
+        if params.get("max_updates") is not None:
+            # a budget of SGD updates / record visits (bpr, mlp, mlc) shrinks with the
+            # sample, so that the sample runs the epochs the whole fit will run
+            params["max_updates"] = max(1, int(params["max_updates"] * sub.n_observed
+                                               / total))
+        clone = make_router(router.name, **params)
         c0 = time.process_time()
         with _PeakRSS() as mem:
             try:
