@@ -144,14 +144,15 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None,
     for s in range(0, n, step):
         # the pool is reordered when a tie rank is given: then index the columns too
         blk = scores[s:s + step]
-        sub = blk if cand is None and rank is None else blk[:, pool]
-        key = np.array(sub, dtype=np.float32, copy=True)  # _topk_order may write to it
-        nan = np.isnan(key)
-        if nan.any():
-            key[nan] = -np.inf
+        gathered = cand is not None or rank is not None
+        sub = blk[:, pool] if gathered else blk
+        # _topk_order writes to its keys: a gathered block is already a copy; NaN ->
+        # -inf in the same pass (fmax ignores a NaN)
+        key = np.fmax(sub, np.float32(-np.inf), out=sub if gathered else None)
         order = _topk_order(key, kk)
         ids[s:s + step] = pool[order]
-        vals[s:s + step] = np.take_along_axis(sub, order, axis=1)
+        # the scores themselves (NaN stays NaN), not the keys
+        vals[s:s + step] = np.take_along_axis(blk, pool[order], axis=1)
     return ids, vals
 
 
@@ -192,17 +193,22 @@ def _topk_by_argmax(key: np.ndarray, kk: int) -> np.ndarray:
     partition for small kk. Rows with fewer than kk finite keys (a pick at -inf could
     repeat an earlier one) are ranked by a stable sort instead. Modifies ``key``."""
     n = key.shape[0]
-    short = np.flatnonzero((key > -np.inf).sum(axis=1) < kk)
-    short_order = (np.argsort(-key[short], axis=1, kind="stable")[:, :kk]
-                   if len(short) else None)
     rows = np.arange(n)
     out = np.empty((n, kk), dtype=np.int64)
+    n_finite = np.full(n, kk, dtype=np.int64)  # picks made before a row ran out
     for j in range(kk):
         a = np.argmax(key, axis=1)
         out[:, j] = a
+        out_now = (key[rows, a] == -np.inf) & (n_finite == kk)
+        n_finite[out_now] = j
         key[rows, a] = -np.inf
-    if short_order is not None:
-        out[short] = short_order
+    for i in np.flatnonzero(n_finite < kk):  # fewer than kk finite keys (rare)
+        # its finite keys were all picked, best first; the rest are -inf, which a
+        # stable sort orders by column
+        f = int(n_finite[i])
+        taken = set(out[i, :f].tolist())
+        rest = [c for c in range(key.shape[1]) if c not in taken][:kk - f]
+        out[i, f:] = rest
     return out
 
 
