@@ -249,6 +249,15 @@ def render(rows: list[dict], meta: dict) -> str:
              "the training CSR (float32 values + int32 columns; the observed mask is its "
              "structure and costs nothing more), recommend = held-out prompts per second, "
              "mu = mean true score of the top-1. A stopped fit says why.", ""]
+    # the conditions each shown row ran under (its --note; older rows: the render's)
+    notes: dict[str, list[str]] = {}
+    for (rn, size, kind), r in latest.items():
+        notes.setdefault(r.get("note") or meta.get("note") or "", []).append(
+            f"{rn} {size}{'' if kind == 'binary' else ' ' + kind}")
+    if any(notes):
+        lines += ["Conditions of the rows shown:", ""]
+        lines += [f"- {', '.join(which)}: {note}" for note, which in notes.items() if note]
+        lines += [""]
     kinds = sorted({k for (_, _, k) in latest})
     for kind in kinds:
         for size in SIZES:
@@ -330,7 +339,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=str(HERE / "bench_scale.jsonl"),
                     help="raw results, one JSON line per fit (the table is built from it)")
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
-    ap.add_argument("--note", default="", help="how and where the rows were measured")
+    ap.add_argument("--note", default="", help="how and where the rows were measured (stored "
+                    "with each row; with --render: the conditions of rows that have none)")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the RESULTS.md section from --jsonl")
     ap.add_argument("--one", nargs=2, metavar=("ROUTER", "SIZE"), help=argparse.SUPPRESS)
@@ -361,6 +371,8 @@ def main(argv=None) -> int:
                        "prompts": n - N_TEST, "llms": m, "cells": (n - N_TEST) * m,
                        "status": status, "peak_rss_mib": round(peak, 1)}
             res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            if args.note:
+                res["note"] = args.note
             print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
             with open(jsonl, "a") as f:
                 f.write(json.dumps(res) + "\n")
@@ -371,7 +383,8 @@ def main(argv=None) -> int:
                        "`benchmarks/bench_scale.jsonl`, and `--render` rebuilds this section "
                        "from it",
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-                       f"{platform.python_version()}" + (f"; {args.note}" if args.note else ""),
+                       f"{platform.python_version()}",
+            "note": args.note,
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     write_results(render(rows, meta), Path(args.results))
     return 0
