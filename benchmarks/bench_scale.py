@@ -235,8 +235,12 @@ def growth_exponent(points: list[tuple[float, float]]) -> float | None:
 
 def render(rows: list[dict], meta: dict) -> str:
     latest: dict[tuple, dict] = {}
+    with_curve: dict[tuple, dict] = {}
     for r in rows:
-        latest[(r["router"], r["size"], r["kind"])] = r
+        if r.get("curve"):
+            with_curve[(r["router"], r["size"], r["kind"])] = r
+        if not r.get("curve_only"):  # curve-only rows ran beside other jobs: no timings
+            latest[(r["router"], r["size"], r["kind"])] = r
     lines = [MARK_A, "## RouterEval scale: every router at S, M, L (`bench_scale.py`)", "",
              f"Command: `{meta['command']}` (one fresh process per fit; data: "
              "`make_synthetic(n, m, n_topics=16, seed=0)`, dense, 384-d precomputed "
@@ -297,7 +301,7 @@ def render(rows: list[dict], meta: dict) -> str:
                 lines.append(f"| {rn} | {','.join(sizes)} | "
                              f"{'-' if a is None else f'{a:.2f}'} |")
         lines.append("")
-        curves = [r for r in latest.values() if r["kind"] == kind and r.get("curve")]
+        curves = [r for r in with_curve.values() if r["kind"] == kind]
         if curves:
             big = max(curves, key=lambda r: r["llms"])["size"]
             curves = [r for r in curves if r["size"] == big]
@@ -343,6 +347,9 @@ def main(argv=None) -> int:
                     "with each row; with --render: the conditions of rows that have none)")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the RESULTS.md section from --jsonl")
+    ap.add_argument("--curve-only", action="store_true",
+                    help="run for the scaling curve only: the rows' timings are not shown "
+                         "(for runs beside other jobs)")
     ap.add_argument("--one", nargs=2, metavar=("ROUTER", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
@@ -359,7 +366,8 @@ def main(argv=None) -> int:
         for rn in routers:
             cmd = [sys.executable, __file__, "--one", rn, size, "--workdir", str(workdir)]
             cmd += ["--graded"] if args.graded else []
-            cmd += ["--curve"] if args.curve and size == sizes[-1] else []
+            curve = (args.curve or args.curve_only) and size == sizes[-1]
+            cmd += ["--curve"] if curve else []
             status, out, peak = supervise(cmd, args.timeout, args.max_rss_gib * 1024)
             res = None
             for line in out.splitlines():
@@ -373,6 +381,8 @@ def main(argv=None) -> int:
             res["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             if args.note:
                 res["note"] = args.note
+            if args.curve_only:
+                res["curve_only"] = True
             print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
             with open(jsonl, "a") as f:
                 f.write(json.dumps(res) + "\n")
