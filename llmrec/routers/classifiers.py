@@ -577,10 +577,14 @@ class MLPRouter(Router):
     def _score(self, X, prompts, n):
         H = np.asarray(X, dtype=np.float32)
         for i, (W, b) in enumerate(zip(self.weights_, self.biases_)):
-            H = H @ W + b
+            H = H @ W
+            H += b  # in place: at thousands of LLMs each pass over (n, m) counts
             if i < len(self.weights_) - 1:
-                H = np.maximum(H, 0.0)
-        return np.where(np.isnan(self.llm_mean_)[None, :], -np.inf, H)
+                np.maximum(H, 0.0, out=H)
+        bad = np.isnan(self.llm_mean_)  # LLMs with no training record
+        if bad.any():
+            H[:, bad] = -np.inf
+        return H
 
     canonical_llm_order = True  # output-layer weights drawn per column position
 
@@ -872,7 +876,14 @@ class MLCRouter(_TunedRouter):
     @staticmethod
     def _proba(X, coef, intercept):
         from scipy.special import expit
-        return _finite_or_neg_inf(expit(X @ coef.T + intercept[None, :]))
+        # in place: at thousands of LLMs each pass over (n, m) costs as much as the rank
+        S = np.asarray(X, dtype=np.float32) @ coef.T
+        S += intercept[None, :]
+        expit(S, out=S)
+        bad = ~(np.isfinite(intercept) & np.isfinite(coef).all(axis=1))  # no head
+        if bad.any():
+            S[:, bad] = -np.inf
+        return S
 
     def _fit(self, records, X, val, X_val):
         grid = _check_grid(self.C_grid, "C_grid", val, float)
