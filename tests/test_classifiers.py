@@ -401,3 +401,10 @@ def test_mlc_joint_solver_bounds_iterations_and_ignores_threads(synth_split, mon
     two = make_router("mlc", max_updates=None, **kw).fit(train, encoder=small_encoder())
     np.testing.assert_array_equal(one.coef_, two.coef_)
     np.testing.assert_array_equal(one.score(test), two.score(test))
+
+
+def test_mlc_joint_solver_shows_its_iterations(synth_split, capsys):
+    train, _ = synth_split
+    make_router("mlc", solver="joint").fit(train, encoder=small_encoder(), show_progress=True)
+    err = capsys.readouterr().err
+    assert "mlc joint L-BFGS" in err

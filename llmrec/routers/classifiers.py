@@ -848,7 +848,8 @@ class MLCRouter(_TunedRouter):
                     raise ConfigError(f"max_updates must be >= 1 or None, got "
                                       f"{self.max_updates}")
                 it = min(it, max(20, int(self.max_updates) // max(1, int(obs.sum()))))
-            coef, b, self.n_iter_ = _logistic_heads_joint(X, y, obs, float(C), w, it)
+            coef, b, self.n_iter_ = _logistic_heads_joint(
+                X, y, obs, float(C), w, it, show=getattr(self, "_show_progress", None))
             return coef, b
         from threadpoolctl import threadpool_limits
         m, d = y.shape[1], X.shape[1]
@@ -916,7 +917,8 @@ class MLCRouter(_TunedRouter):
         self._set_tuning_state(state, float)
 
 
-def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 2048):
+def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 2048,
+                          show=None):
     """Every LLM's L2 logistic regression at once (see ``MLCRouter(solver="joint")``).
 
     Head j minimises ``0.5 |coef_j|^2 + C sum_i s_ij logloss(y_ij, x_i coef_j + b_j)``
@@ -1004,8 +1006,11 @@ def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 20
         G[:d] += V * inv_lam[:, None]
         return loss, G.ravel()
 
-    res = minimize(f, np.zeros((d + 1) * ma), jac=True, method="L-BFGS-B",
-                   options={"maxiter": max_iter, "maxcor": 20})
+    with progress(total=int(max_iter), desc=f"mlc joint L-BFGS ({ma} heads)", unit="it",
+                  show=show) as bar:  # an ETA against the iteration cap
+        res = minimize(f, np.zeros((d + 1) * ma), jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "maxcor": 20},
+                       callback=lambda *_: bar.update(1))
     T = res.x.reshape(d + 1, ma)
     W = P @ T[:d]                                   # (d, ma) in the original coordinates
     coef[act] = W.T.astype(np.float32)
