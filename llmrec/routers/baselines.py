@@ -43,9 +43,12 @@ class RandomRouter(Router):
 
     def _score(self, X, prompts, n):
         order = np.argsort(np.asarray(self.llm_names_, dtype=object), kind="stable")
-        out = np.empty((n, len(order)), dtype=np.float32)
-        out[:, order] = np.random.default_rng(int(self.random_state)).random(
+        draws = np.random.default_rng(int(self.random_state)).random(
             (n, len(order)), dtype=np.float32)
+        if np.array_equal(order, np.arange(len(order))):  # already in name order
+            return draws
+        out = np.empty_like(draws)
+        out[:, order] = draws
         return out
 
     def _get_state(self):
