@@ -190,8 +190,9 @@ def _topk_order(key: np.ndarray, kk: int) -> np.ndarray:
 def _topk_by_argmax(key: np.ndarray, kk: int) -> np.ndarray:
     """kk passes of ``argmax`` (first maximum: the lowest column wins a tie), each
     pick then set to -inf; a vectorised pass over the row is far cheaper than a
-    partition for small kk. Rows with fewer than kk finite keys (a pick at -inf could
-    repeat an earlier one) are ranked by a stable sort instead. Modifies ``key``."""
+    partition for small kk. A row with fewer than kk finite keys (a pick at -inf could
+    repeat an earlier one) keeps its finite picks and is filled with its lowest unpicked
+    columns, as a stable sort would order its -inf keys. Modifies ``key``."""
     n = key.shape[0]
     rows = np.arange(n)
     out = np.empty((n, kk), dtype=np.int64)

@@ -24,11 +24,10 @@ limited to one thread each) and the result does not depend on the thread count.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import scipy.sparse as sp
+
+from .._parallel import map_blocks
 
 __all__ = ["dense_als", "DENSE_MIN_DENSITY"]
 
@@ -49,12 +48,12 @@ def _signed_dense(C: sp.csr_matrix, dtype=np.float32) -> np.ndarray:
 
 
 def _half_step(D: np.ndarray, empty: np.ndarray, X: np.ndarray, Y: np.ndarray,
-               regularization: float, cg_steps: int, num_threads: int) -> None:
+               regularization: float, cg_steps: int, num_threads: int | None) -> None:
     """Update every row of ``X`` (in place) against the fixed ``Y``."""
     f, dt = X.shape[1], X.dtype
     YtY = (Y.T @ Y + dt.type(regularization) * np.eye(f, dtype=dt)).astype(dt)
     Yt = np.ascontiguousarray(Y.T)
-    block = max(16, _BLOCK_BYTES // max(1, 4 * D.shape[1]))
+    block = max(16, _BLOCK_BYTES // max(1, D.itemsize * D.shape[1]))
 
     def run(s: int) -> None:
         e = min(s + block, D.shape[0])
@@ -90,15 +89,7 @@ def _half_step(D: np.ndarray, empty: np.ndarray, X: np.ndarray, Y: np.ndarray,
             rsold = np.where(active, rsnew, rsold)
         X[s:e] = x
 
-    starts = range(0, D.shape[0], block)
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, "blas"):
-        if num_threads <= 1:
-            for s in starts:
-                run(s)
-        else:
-            with ThreadPoolExecutor(num_threads) as ex:
-                list(ex.map(run, starts))
+    map_blocks(run, range(0, D.shape[0], block), num_threads)
     X[empty] = 0.0
 
 
@@ -128,14 +119,13 @@ def dense_als(C: sp.csr_matrix, factors: int, regularization: float, iterations:
     rng = check_random_state(random_state)
     U = rng.random((n, int(factors)), dtype=dt) * dt.type(0.01)
     V = rng.random((m, int(factors)), dtype=dt) * dt.type(0.01)
-    threads = int(num_threads) or (os.cpu_count() or 1)
     D = _signed_dense(C, dt)
     DT = np.ascontiguousarray(D.T)
     empty_u = np.diff(C.indptr) == 0
     empty_i = np.bincount(C.indices, minlength=m) == 0
     for i in range(int(iterations)):
-        _half_step(D, empty_u, U, V, regularization, cg_steps, threads)
-        _half_step(DT, empty_i, V, U, regularization, cg_steps, threads)
+        _half_step(D, empty_u, U, V, regularization, cg_steps, num_threads)
+        _half_step(DT, empty_i, V, U, regularization, cg_steps, num_threads)
         if progress is not None:
             progress(i)
     return U, V

@@ -500,12 +500,9 @@ class BPRRouter(_ImplicitMFRouter):
         from .signal import feedback_csr
         r, c, _, ok = self._success(records)
         pos = feedback_csr(records, np.ones(len(ok), np.float32), ok)
-        epochs = int(self.iterations)
-        if self.max_updates is not None:
-            if int(self.max_updates) < 1:
-                raise ConfigError(f"max_updates must be >= 1 or None, got {self.max_updates}")
-            epochs = min(epochs, max(1, int(self.max_updates) // max(1, pos.nnz)))
-        self.iterations_ = epochs
+        from .cost import budgeted_passes
+        epochs = self.iterations_ = budgeted_passes(self.iterations, self.max_updates,
+                                                    pos.nnz)
         model = _fit_quietly(lambda: BayesianPersonalizedRanking(factors=int(self.factors),
                                             learning_rate=float(self.learning_rate),
                                             regularization=float(self.regularization),

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._parallel import cpu_threads as _cpu_threads, map_blocks
 from .._progress import progress
 from ..data.records import PerformanceRecords
 from ..errors import ConfigError, ModelFormatError
@@ -460,15 +461,7 @@ class MLPRouter(Router):
                 raise ConfigError(f"{p} must be >= 1, got {getattr(self, p)}")
         if float(self.learning_rate) <= 0 or float(self.alpha) < 0:
             raise ConfigError("learning_rate must be > 0 and alpha >= 0")
-        if self.max_updates is not None and int(self.max_updates) < 1:
-            raise ConfigError(f"max_updates must be >= 1 or None, got {self.max_updates}")
         return hs
-
-    def _epoch_budget(self, n_records: int) -> int:
-        """``max_epochs``, bounded by ``max_updates`` record visits."""
-        if self.max_updates is None:
-            return int(self.max_epochs)
-        return min(int(self.max_epochs), max(1, int(self.max_updates) // max(1, n_records)))
 
     def _fit(self, records, X, val, X_val):
         # per-prompt baseline removal: learn score - prompt mean (only the order of
@@ -535,7 +528,8 @@ class MLPRouter(Router):
         best_mu, best_state, stale = -np.inf, None, 0
         self.val_mu_ = {}
         self.n_epochs_ = 0
-        epochs = self._epoch_budget(int(records.scores.nnz))
+        from .cost import budgeted_passes
+        epochs = budgeted_passes(self.max_epochs, self.max_updates, records.scores.nnz)
         for epoch in progress(range(epochs), desc=f"{self.name} epochs",
                               show=getattr(self, "_show_progress", None), unit="epochs"):
             net.train()
@@ -842,12 +836,8 @@ class MLCRouter(_TunedRouter):
         if self.solver not in self.SOLVERS:
             raise ConfigError(f"solver must be one of {self.SOLVERS}, got {self.solver!r}")
         if self.solver == "joint" or (self.solver == "auto" and y.shape[1] >= 64):
-            it = int(self.max_iter)
-            if self.max_updates is not None:
-                if int(self.max_updates) < 1:
-                    raise ConfigError(f"max_updates must be >= 1 or None, got "
-                                      f"{self.max_updates}")
-                it = min(it, max(20, int(self.max_updates) // max(1, int(obs.sum()))))
+            from .cost import budgeted_passes
+            it = budgeted_passes(self.max_iter, self.max_updates, int(obs.sum()), floor=20)
             coef, b, self.n_iter_ = _logistic_heads_joint(
                 X, y, obs, float(C), w, it, show=getattr(self, "_show_progress", None))
             return coef, b
@@ -932,7 +922,6 @@ def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 20
     """
     from scipy.optimize import minimize
     from scipy.special import expit
-    from threadpoolctl import threadpool_limits
     n, d = X.shape
     m = y.shape[1]
     S_all = (np.asarray(w, np.float32) if w is not None else None)
@@ -989,13 +978,7 @@ def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 20
         # blocks on every core with one BLAS thread each (the element-wise loss is
         # as costly as the products); summed in block order, so the result does not
         # depend on the thread count
-        with threadpool_limits(1, "blas"):
-            if threads > 1 and len(blocks) > 1:
-                from concurrent.futures import ThreadPoolExecutor
-                with ThreadPoolExecutor(threads) as ex:
-                    parts = list(ex.map(lambda b: part(b, T), blocks))
-            else:
-                parts = [part(b, T) for b in blocks]
+        parts = map_blocks(lambda b: part(b, T), blocks, threads)
         loss, G = 0.0, np.zeros((d + 1, ma), dtype=np.float64)
         for lb, gb in parts:
             loss += lb
@@ -1016,12 +999,3 @@ def _logistic_heads_joint(X, y, obs, C: float, w, max_iter: int, block: int = 20
     coef[act] = W.T.astype(np.float32)
     intercept[act] = (T[d] - mu @ W).astype(np.float32)
     return coef, intercept, int(res.nit)
-
-
-def _cpu_threads() -> int:
-    """The CPUs this process may run on."""
-    import os
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

@@ -265,6 +265,28 @@ def estimate_fit_cost(router, records: PerformanceRecords, encoder=None,
                            int(mem), base, samples)
 
 
+def budgeted_passes(cap: int, max_updates: int | None, per_pass: int,
+                    floor: int = 1) -> int:
+    """Passes (epochs, iterations) a fit with an update budget runs: ``cap``, bounded
+    by ``max_updates`` units of work at ``per_pass`` units a pass, never below
+    ``floor`` (nor above ``cap``). ``max_updates=None``: ``cap``. The budgets of
+    bpr (SGD updates), mlp (record visits) and mlc's joint solver (record
+    evaluations); :func:`estimate_fit_cost` scales them to its samples.
+
+    Examples
+    --------
+    >>> budgeted_passes(100, 10**9, 4 * 10**7), budgeted_passes(100, None, 10**9)
+    (25, 100)
+    >>> budgeted_passes(1000, 10**9, 10**9, floor=20)
+    20
+    """
+    if max_updates is None:
+        return int(cap)
+    if int(max_updates) < 1:
+        raise ConfigError(f"max_updates must be >= 1 or None, got {max_updates}")
+    return min(int(cap), max(int(floor), int(max_updates) // max(1, int(per_pass))))
+
+
 def _extrapolate(x1: float, y1: float, x2: float, y2: float, x: float) -> float:
     """Line through the two samples, evaluated at x; never below proportional-to-the-
     larger-sample growth's half or the larger sample itself."""
