@@ -133,6 +133,113 @@ def test_knn_choices_identical_to_the_numpy_search():
     assert routers[0].nn_.backend == "faiss" and routers[1].nn_.backend == "numpy"
 
 
+def test_ivf_neighbours_tuned_recall_full_scan_exact_and_deterministic():
+    from llmrec.retrieval import IVFNeighbours
+    X = _features(3000, seed=5)
+    R = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Q = _features(300, seed=6)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    exact = ExactNeighbours(R).search(Q, 5)
+    nn = IVFNeighbours(R, k=5, min_recall=0.95)
+    assert nn.recall_ >= 0.95 and nn.nprobe == min(nn.tuning_, key=lambda p: (
+        nn.tuning_[p] < 0.95, p))
+    assert 1 <= nn.nprobe < nn.nlist  # it scans a fraction of the cells
+    got = nn.search(Q, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(got, exact)])
+    assert recall >= 0.9  # fresh queries: close to the tuned recall
+    # deterministic: a second build gives the same index and answers
+    again = IVFNeighbours(R, k=5, min_recall=0.95)
+    assert again.nprobe == nn.nprobe
+    np.testing.assert_array_equal(again.search(Q, 5), got)
+    # scanning every cell re-ranks every row exactly: the exact answer, ties included
+    full = IVFNeighbours(R, k=5, nprobe=10 ** 6)
+    assert full.nprobe == full.nlist and full.recall_ is None
+    np.testing.assert_array_equal(full.search(Q, 5), exact)
+    Rt = np.repeat(R[:40], 3, axis=0)  # exact ties: rows repeated
+    np.testing.assert_array_equal(IVFNeighbours(Rt, k=4, nprobe=10 ** 6).search(Rt[:10], 4),
+                                  ExactNeighbours(Rt).search(Rt[:10], 4))
+    assert nn.search(Q[:0], 3).shape == (0, 3)
+
+
+def test_knn_switches_to_the_ivf_index_on_large_training_sets(tmp_path, monkeypatch):
+    from llmrec.encoders import PrecomputedEncoder
+    from llmrec.errors import ConfigError
+    from llmrec.routers import load_router
+    rec = make_synthetic(3000, 12, n_topics=4, seed=3)
+    X = _features(3000, seed=3)
+    train = rec.select_prompts(np.arange(2500))
+    enc = PrecomputedEncoder(X[:2500], texts=train.texts)
+    Xq = X[2500:]
+    exact = make_router("knn").fit(train, encoder=enc)
+    assert exact.search_ == "exact" and exact.nprobe_ is None
+    monkeypatch.setattr(type(exact), "ivf_min_rows", 2000)
+    ivf = make_router("knn").fit(train, encoder=enc)
+    assert ivf.search_ == "ivf" and ivf.search_recall_ >= ivf.ivf_recall
+    assert make_router("knn", search="exact").fit(train, encoder=enc).search_ == "exact"
+    a, b = exact.recommend_ids(Xq, k=1)[0], ivf.recommend_ids(Xq, k=1)[0]
+    assert (a == b).mean() >= 0.9  # approximate neighbours, nearly the same choices
+    # saved and loaded: the tuned nprobe comes back, the answers are the same
+    ivf.save(tmp_path / "m")
+    back = load_router(tmp_path / "m")
+    assert back.search_ == "ivf" and back.nprobe_ == ivf.nprobe_
+    np.testing.assert_array_equal(back.recommend_ids(Xq, k=3)[0], ivf.recommend_ids(Xq, k=3)[0])
+    with pytest.raises(ConfigError, match="search must be"):
+        make_router("knn", search="hnsw").fit(train, encoder=enc)
+
+
+def test_topk_with_a_tie_rank_equals_a_sort_by_score_then_rank():
+    """The packed-key path (no column gather) against a plain Python sort: ties, NaN,
+    -inf, repeated tie ranks, rows with fewer finite scores than k, several blocks."""
+    import llmrec.retrieval.index as index
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n, m = int(rng.integers(1, 40)), int(rng.integers(2, 30))
+        S = (rng.integers(0, 4, (n, m)) / 3).astype(np.float32)  # many ties
+        if trial % 2:
+            S[rng.random((n, m)) < 0.2] = np.nan
+            S[rng.random((n, m)) < 0.2] = -np.inf
+            S[rng.random((n, m)) < 0.1] = -0.0
+        rank = rng.permutation(m) if trial % 3 else rng.integers(0, 4, m)
+        for k in (1, 3, min(8, m)):
+            old = index._BLOCK_CELLS
+            index._BLOCK_CELLS = 3 * m  # blocks of 3 rows: the buffers are reused
+            try:
+                ids, vals = topk_scores(S, k, tie_rank=rank)
+            finally:
+                index._BLOCK_CELLS = old
+            for i in range(n):
+                key = [(-np.inf if np.isnan(v) else float(v)) for v in S[i]]
+                want = sorted(range(m), key=lambda c: (-key[c], rank[c], c))[:k]
+                assert ids[i].tolist() == want, (trial, k, i)
+                np.testing.assert_array_equal(vals[i], S[i, want])
+
+
+@pytest.mark.parametrize("name", ["knn", "linear", "cluster", "mlc", "mlp"])
+def test_blocked_recommend_equals_ranking_the_whole_score_matrix(name):
+    """Routers scoring rows independently rank blocks of rows in recommend: the same
+    ids and scores as ranking score() in one piece, with candidates too."""
+    from llmrec.encoders import PrecomputedEncoder
+    rec = make_synthetic(400, 9, n_topics=3, seed=2, binary=False)
+    X = _features(400, seed=2)
+    train = rec.select_prompts(np.arange(300))
+    r = make_router(name).fit(train, encoder=PrecomputedEncoder(X[:300], texts=train.texts))
+    assert r._rows_independent
+    Xq = X[300:]
+    for cand in (None, [8, 1, 4]):
+        want = topk_scores(r.score(Xq), 3, r.candidate_positions(cand), r.tie_rank_)
+        r._recommend_block_cells = 7 * r.n_llms_  # blocks of 7 rows, a short last one
+        got = r.recommend_ids(Xq, k=3, candidates=cand)
+        del r._recommend_block_cells
+        np.testing.assert_array_equal(got[0], want[0])
+        if name in ("knn", "cluster"):  # no matrix product: bit for bit
+            np.testing.assert_array_equal(got[1], want[1])
+        else:  # BLAS rounds a product of 7 rows and of 100 rows differently (last bit)
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+        one = r.recommend_ids(Xq, k=3, candidates=cand)
+        np.testing.assert_array_equal(one[0], want[0])
+    assert r.recommend_ids(Xq[:0], k=2)[0].shape == (0, 2)
+
+
 def test_best_single_recommend_equals_ranking_its_scores():
     rec = make_synthetic(200, 30, seed=4)
     r = make_router("best-single").fit(rec)

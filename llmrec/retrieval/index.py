@@ -141,9 +141,25 @@ def topk_scores(scores: np.ndarray, k: int, candidates=None,
     # blocks of rows small enough to stay in cache: the gather, the NaN pass and the
     # kk argmax passes then read each block from cache, not the whole matrix from RAM
     step = max(1, _BLOCK_CELLS // len(pool))
+    tail = None
+    if cand is None and rank is not None and kk <= 8:  # larger tail = lower tie rank
+        tail = (np.iinfo(np.uint32).max - np.argsort(np.argsort(rank, kind="stable"),
+                                                     kind="stable")).astype(np.uint64)
+        b = min(step, n)
+        bufs = (np.empty((b, m), np.float32), np.empty((b, m), np.uint64),
+                np.empty((b, m), np.uint32))
     for s in range(0, n, step):
-        # the pool is reordered when a tie rank is given: then index the columns too
         blk = scores[s:s + step]
+        if tail is not None:
+            # columns in their own order, the tie rank packed into the keys: no gather
+            # of the block, one argmax per pick whatever the ties
+            b = len(blk)
+            key = np.fmax(blk, np.float32(-np.inf), out=bufs[0][:b])
+            order = _topk_packed_argmax(key, kk, tail, bufs[1][:b], bufs[2][:b])
+            ids[s:s + step] = order
+            vals[s:s + step] = np.take_along_axis(blk, order, axis=1)
+            continue
+        # the pool is reordered when a tie rank is given: then index the columns too
         gathered = cand is not None or rank is not None
         sub = blk[:, pool] if gathered else blk
         # _topk_order writes to its keys: a gathered block is already a copy; NaN ->
@@ -210,6 +226,34 @@ def _topk_by_argmax(key: np.ndarray, kk: int) -> np.ndarray:
         taken = set(out[i, :f].tolist())
         rest = [c for c in range(key.shape[1]) if c not in taken][:kk - f]
         out[i, f:] = rest
+    return out
+
+
+def _topk_packed_argmax(key: np.ndarray, kk: int, tail: np.ndarray, pk: np.ndarray,
+                        tmp: np.ndarray) -> np.ndarray:
+    """kk argmax passes over packed uint64 keys (as :func:`_packed_keys`): each orders
+    exactly as (key descending, tail descending) with no two equal, so every pick is
+    one argmax whatever the ties, on columns in their own order (no gather of the
+    block), and keys at -inf are picked in tail order as a stable sort would.
+
+    ``key`` (float32, NaN already -inf) is overwritten; ``pk`` (uint64) and ``tmp``
+    (uint32) are caller-owned buffers of the same shape, reused across blocks: fresh
+    multi-MiB temporaries per block cost a page fault per 4 KiB."""
+    np.add(key, np.float32(0.0), out=key)  # -0.0 -> +0.0
+    bits = key.view(np.uint32)
+    np.right_shift(bits, np.uint32(31), out=tmp)  # sign: flip all bits, else the top one
+    np.multiply(tmp, np.uint32(0x7FFFFFFF), out=tmp)
+    np.add(tmp, np.uint32(0x80000000), out=tmp)
+    np.bitwise_xor(bits, tmp, out=tmp)
+    np.copyto(pk, tmp)
+    np.left_shift(pk, np.uint64(32), out=pk)
+    np.bitwise_or(pk, tail[None, :], out=pk)
+    rows = np.arange(key.shape[0])
+    out = np.empty((key.shape[0], kk), dtype=np.int64)
+    for j in range(kk):
+        a = np.argmax(pk, axis=1)
+        out[:, j] = a
+        pk[rows, a] = 0  # below every packed key (NaN was mapped to -inf before)
     return out
 
 
