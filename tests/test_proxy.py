@@ -279,6 +279,30 @@ def test_a_stream_broken_off_upstream_ends_with_an_error_event(proxy):
     assert got == ["answer"]  # what had arrived was passed on before the error
 
 
+def test_fallback_after_a_refused_connection(stub, knn_model, tmp_path, monkeypatch):
+    """An upstream whose port is closed counts as a connect failure and falls back."""
+    import socket
+    s, url = stub
+    d, router = knn_model
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    ranked = list(router.recommend([PROMPT], k=3)[0][0])
+    cfg = _upstreams(url, router.llm_names_)
+    cfg["llms"][ranked[0]]["base_url"] = f"http://127.0.0.1:{dead}/v1"
+    monkeypatch.setenv("STUB_KEY", UPSTREAM_KEY)
+    with serving(create_app(d, upstreams=cfg, log_dir=tmp_path)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="llmrec-auto", messages=[{"role": "user", "content": PROMPT}])
+        assert raw.headers["x-llmrec-chosen"] == ranked[0]
+        assert raw.headers["x-llmrec-llm"] == ranked[1]
+        assert raw.parse().choices[0].message.content == f"answer from {ranked[1]}"
+        metrics = httpx.get(base + "/metrics").text
+    assert f'llmrec_proxy_upstream_requests_total{{llm="{ranked[0]}",outcome="connect"}} 1' \
+        in metrics
+
+
 def test_upstream_4xx_is_returned_not_retried(proxy):
     app, client, _, s, router, _ = proxy
     best = router.recommend([PROMPT], k=1)[0][0, 0]
