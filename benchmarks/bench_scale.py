@@ -253,10 +253,13 @@ def render(rows: list[dict], meta: dict) -> str:
              "the training CSR (float32 values + int32 columns; the observed mask is its "
              "structure and costs nothing more), recommend = held-out prompts per second, "
              "mu = mean true score of the top-1. A stopped fit says why.", ""]
-    # the conditions each shown row ran under (its --note; older rows: the render's)
+    # the conditions each shown row ran under: its own --note; a row stored without one
+    # says only when it ran (the note of a later render does not describe it)
     notes: dict[str, list[str]] = {}
     for (rn, size, kind), r in latest.items():
-        notes.setdefault(r.get("note") or meta.get("note") or "", []).append(
+        note = r.get("note") or (f"measured {r['date'][:10]}, conditions not recorded"
+                                 if r.get("date") else "")
+        notes.setdefault(note, []).append(
             f"{rn} {size}{'' if kind == 'binary' else ' ' + kind}")
     if any(notes):
         lines += ["Conditions of the rows shown:", ""]
