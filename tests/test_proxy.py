@@ -35,7 +35,8 @@ class Stub:
     """Upstream LLM servers on one loopback port: ``/<llm>/v1/chat/completions``.
 
     ``mode[llm]``: ``"ok"`` (default), ``"500"``, ``"400"``, ``"slow"`` (sleeps 1 s),
-    ``"break"`` (a stream that breaks off after its first chunk).
+    ``"break"`` (a stream that breaks off after its first chunk), ``"stall"`` (a stream
+    that goes silent for 3 s after its first chunk).
     ``calls`` records (llm, body, authorization header) per request.
     """
 
@@ -71,6 +72,8 @@ class Stub:
                         yield f"data: {json.dumps(chunk)}\n\n".encode()
                         if mode == "break":
                             raise RuntimeError("upstream crashed mid-stream")
+                        if mode == "stall":  # alive but silent, past the 0.5 s timeout
+                            await asyncio.sleep(3.0)
                         await asyncio.sleep(0.15 if i == 0 else 0.01)
                     yield f"data: {json.dumps(dict(base, choices=[{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]))}\n\n".encode()  # noqa: E501
                     if (body.get("stream_options") or {}).get("include_usage"):
@@ -277,6 +280,24 @@ def test_a_stream_broken_off_upstream_ends_with_an_error_event(proxy):
         for chunk in stream:
             got.append(chunk.choices[0].delta.content)
     assert got == ["answer"]  # what had arrived was passed on before the error
+
+
+def test_a_stream_that_stalls_is_ended_after_the_upstream_timeout(proxy):
+    """Silence longer than the upstream's timeout between two chunks ends the stream
+    with an error event instead of holding the client forever."""
+    app, client, _, s, router, _ = proxy
+    best = router.recommend([PROMPT], k=1)[0][0, 0]
+    s.mode[best] = "stall"
+    t0 = time.perf_counter()
+    stream = client.chat.completions.create(
+        model="llmrec-auto", messages=[{"role": "user", "content": PROMPT}], stream=True)
+    got = []
+    with pytest.raises(openai.APIError, match=r"broke off the stream \(silent for more "
+                                              r"than 0.5 s\)"):
+        for chunk in stream:
+            got.append(chunk.choices[0].delta.content)
+    assert got == ["answer"]
+    assert time.perf_counter() - t0 < 2.5  # the 0.5 s read timeout, not the 3 s stall
 
 
 def test_fallback_after_a_refused_connection(stub, knn_model, tmp_path, monkeypatch):

@@ -364,8 +364,12 @@ class Proxy:
         headers = {"content-type": "application/json", "accept-encoding": "identity"}
         if up.api_key:
             headers["authorization"] = f"Bearer {up.api_key}"
+        # sock_read: at most `timeout` of silence between two reads, so a stream that
+        # stalls after its first bytes ends (with an error event) instead of hanging;
+        # the whole answer before streaming starts is bounded by _within below
         timeout = aiohttp.ClientTimeout(total=None, connect=up.connect_timeout,
-                                        sock_connect=up.connect_timeout)
+                                        sock_connect=up.connect_timeout,
+                                        sock_read=up.timeout)
         return await _within(up.timeout, self.session.post(
             up.chat_url, data=_dumps(payload), headers=headers, timeout=timeout,
             allow_redirects=False))
@@ -490,8 +494,10 @@ class Proxy:
                 yield chunk
         except aiohttp.ClientError as e:
             outcome = "stream_error"
+            why = (f"silent for more than {up.timeout:g} s"
+                   if isinstance(e, asyncio.TimeoutError) else type(e).__name__)
             msg = {"error": {"message": f"upstream {up.name} broke off the stream "
-                                        f"({type(e).__name__})", "type": "server_error",
+                                        f"({why})", "type": "server_error",
                              "param": None, "code": "upstream_error"}}
             yield b"data: " + json.dumps(msg).encode() + b"\n\n"
         finally:

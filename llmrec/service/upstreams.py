@@ -10,7 +10,7 @@
     base_url = "https://api.example.com/v1"   # the OpenAI-compatible base URL
     model = "provider-model-name" # the upstream's model name (default: the table name)
     api_key_env = "EXAMPLE_API_KEY"   # the key is read from this variable, never stored
-    timeout = 60                  # seconds for the whole upstream request, > 0
+    timeout = 60                  # seconds for the answer (streams: longest silence), > 0
     connect_timeout = 5           # seconds to connect (default: min(5, timeout))
     price_input = 0.15            # USD per 1M input tokens (optional; for /metrics cost)
     price_output = 0.60           # USD per 1M output tokens
