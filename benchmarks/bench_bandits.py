@@ -7,8 +7,9 @@ stream, and off-policy evaluation accuracy (issue 15).
     ... --job ope --data mmlu-pro --seeds $(seq 0 19)
 
 Features: MiniLM (all-MiniLM-L6-v2) read from the shared embedding cache
-($LLMREC_CACHE/emb, encoded once by llmrec.encoders.CachedEncoder), or TF-IDF for
-quick checks. Outputs: benchmarks/bandits/<job>-<data>/results.json, table.md and
+($LLMREC_CACHE/emb, encoded once by llmrec.encoders.CachedEncoder), TF-IDF for
+quick checks, or ``union`` (the cached MiniLM + TF-IDF reduced by SVD + text
+statistics, fitted on the stream's texts like TF-IDF). Outputs: benchmarks/bandits/<job>-<data>/results.json, table.md and
 the regret plots (PNG).
 """
 
@@ -48,6 +49,11 @@ def features(rec, encoder: str) -> np.ndarray:
     from llmrec.encoders import make_encoder
     from llmrec.encoders.cache import CachedEncoder
     cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+    if encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics, as tfidf:
+        # fitted on every text of the stream (no scores are read)
+        from llmrec.encoders import UnionEncoder
+        enc = UnionEncoder(parts=[CachedEncoder(make_encoder("minilm"), cache), "tfidf"])
+        return enc.fit(texts).encode(texts)
     return CachedEncoder(make_encoder(encoder), cache).encode(texts, show_progress=False)
 
 
