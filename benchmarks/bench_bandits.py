@@ -9,8 +9,8 @@ stream, and off-policy evaluation accuracy (issue 15).
 Features: MiniLM (all-MiniLM-L6-v2) read from the shared embedding cache
 ($LLMREC_CACHE/emb, encoded once by llmrec.encoders.CachedEncoder), TF-IDF for
 quick checks, or ``union`` (the cached MiniLM + TF-IDF reduced by SVD + text
-statistics, fitted on the stream's texts like TF-IDF). Outputs: benchmarks/bandits/<job>-<data>/results.json, table.md and
-the regret plots (PNG).
+statistics, fitted on the stream's texts like TF-IDF). Outputs:
+benchmarks/bandits/<job>-<data>/results.json, table.md and the regret plots (PNG).
 """
 
 from __future__ import annotations

@@ -93,17 +93,17 @@ def minilm_if_cached(rec, encode: bool = False):
     cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
     enc = CachedEncoder(make_encoder("minilm"), cache)
     from llmrec.encoders.cache import text_key
-    keys = [text_key(t) for t in dict.fromkeys(rec.texts)]
-    found, _ = enc.cache_.get(enc.fingerprint, keys)
+    texts = list(dict.fromkeys(rec.texts))
+    found, _ = enc.cache_.get(enc.fingerprint, [text_key(t) for t in texts])
     n_have = int(found.sum())
-    if n_have < len(keys) and encode:
-        print(f"MiniLM cache holds {n_have} of {len(keys)} prompts; encoding the rest into "
+    if n_have < len(texts):
+        if not encode:
+            raise SystemExit(f"MiniLM cache holds {n_have} of {len(texts)} prompts of this "
+                             "dataset; pass --encode to encode them now (about 40 prompts/s "
+                             "on 2 cores), or use --encoder tfidf")
+        print(f"MiniLM cache holds {n_have} of {len(texts)} prompts; encoding the rest into "
               f"{cache} (about 40 prompts/s on 2 cores)", flush=True)
-        enc.encode(list(dict.fromkeys(rec.texts)), show_progress=True)
-    elif n_have < len(keys):
-        raise SystemExit(f"MiniLM cache holds {n_have} of {len(keys)} prompts of this dataset; "
-                         "pass --encode to encode them now (about 40 prompts/s on 2 cores), "
-                         "or use --encoder tfidf")
+        enc.encode(texts, show_progress=True)
     return enc
 
 

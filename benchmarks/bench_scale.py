@@ -397,7 +397,6 @@ def main(argv=None) -> int:
                        "from it",
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
                        f"{platform.python_version()}",
-            "note": args.note,
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     write_results(render(rows, meta), Path(args.results))
     return 0
