@@ -107,11 +107,38 @@ def minilm_if_cached(rec, encode: bool = False):
     return enc
 
 
+def finetuned(data: str, split, seed: int, ft_seconds: float, ft_epochs: float):
+    """MiniLM fine-tuned on this seed's training prompts only (issue 12, item 5), through
+    the embedding cache. The folder is kept per (data, seed, budget) and reused, so the
+    minilm-ft and union-ft runs of one seed share one fine-tune."""
+    from llmrec.encoders.cache import CachedEncoder
+    from llmrec.encoders.finetune import FINETUNE_INFO, finetune_sentence_encoder
+    from llmrec.encoders.sentence import SentenceTransformerEncoder
+    root = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec"))
+    out = root / "finetuned" / f"{data}-seed{seed}-{int(ft_seconds)}s-{ft_epochs:g}ep"
+    if (out / FINETUNE_INFO).is_file():
+        enc = SentenceTransformerEncoder(model=str(out))
+        enc.finetune_info_ = json.loads((out / FINETUNE_INFO).read_text())
+    else:
+        enc = finetune_sentence_encoder(split.train, out, max_seconds=ft_seconds,
+                                        epochs=ft_epochs, seed=seed, show_progress=True)
+    info = enc.finetune_info_
+    print(f"fine-tuned MiniLM for seed {seed}: {info['steps']} steps, "
+          f"{info['prompts_seen']} prompts ({info['epochs_done']:.2f} epochs) in "
+          f"{info['seconds']:.0f} s, loss {info['loss_first']:.3f} -> {info['loss_last']:.3f}",
+          flush=True)
+    cached = CachedEncoder(enc, root / "emb")
+    return cached, {k: info[k] for k in ("steps", "prompts_seen", "epochs_done", "seconds",
+                                          "stopped_by", "loss_first", "loss_last")}
+
+
 def run(data: str, routers: list[str], seeds: list[int], encoder: str,
-        encode: bool = False) -> dict:
+        encode: bool = False, ft_seconds: float = 600.0, ft_epochs: float = 1.0) -> dict:
     rec = load(data)
     col = group_column(rec)
-    if encoder == "minilm":
+    if encoder.endswith("-ft"):
+        enc_spec = None  # per seed, below
+    elif encoder == "minilm":
         enc_spec = minilm_if_cached(rec, encode)
     elif encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics
         from llmrec.encoders import UnionEncoder
@@ -123,9 +150,19 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
     meta = {"data": data, "n_prompts": rec.n_prompts, "n_llms": rec.n_llms,
             "score_kind": rec.score_kind, "group_column": col, "encoder": encoder,
             "seeds": seeds, "auto_tuning": []}
+    if encoder.endswith("-ft"):
+        meta["finetune"] = []
     for seed in seeds:
         split = cold_prompt_split(rec, val=0.1, test=0.1, seed=seed, stratify="benchmark")
         t0 = time.perf_counter()
+        if encoder.endswith("-ft"):
+            ft, ft_info = finetuned(data, split, seed, ft_seconds, ft_epochs)
+            meta["finetune"].append(ft_info)
+            if encoder == "minilm-ft":
+                enc_spec = ft
+            else:
+                from llmrec.encoders import UnionEncoder
+                enc_spec = UnionEncoder(parts=[ft, "tfidf"])
         enc = shared_encoder(rec, split.train, enc_spec)
         enc_secs = time.perf_counter() - t0
         truth = split.test.dense().astype(np.float64)
@@ -226,6 +263,14 @@ def markdown(res: dict, cmd: str, secs: float) -> str:
             cells.append(f"{r[k + '_mean']:.3f} ± {r[k + '_std']:.3f}" if k + "_mean" in r
                          else "")
         lines.append("| " + " | ".join(cells) + " |")
+    ft = m.get("finetune")
+    if ft:
+        lines += ["", "MiniLM fine-tuned per seed on that seed's training prompts only "
+                      "(`llmrec.encoders.finetune`, last 2 layers, sample-LLM contrastive "
+                      "loss): " + "; ".join(
+                          f"seed {s}: {f['epochs_done']:.2f} epochs in {f['seconds']:.0f} s, "
+                          f"loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}"
+                          for s, f in zip(m["seeds"], ft)) + "."]
     routes = [(a.get("full", {}) or {}).get("margin") is not None for a in m["auto_tuning"]]
     if routes:
         lines += ["", f"`auto` moved off the best single LLM (guard passed) on "
@@ -258,7 +303,14 @@ def main(argv=None):
     ap.add_argument("--data", required=True, choices=DATASETS)
     ap.add_argument("--routers", default=",".join(DEFAULT_ROUTERS))
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--encoder", default="tfidf", choices=("tfidf", "minilm", "union"))
+    ap.add_argument("--encoder", default="tfidf",
+                    choices=("tfidf", "minilm", "union", "minilm-ft", "union-ft"),
+                    help="minilm-ft / union-ft: MiniLM fine-tuned per seed on the training "
+                         "prompts (llmrec.encoders.finetune), alone or in the union")
+    ap.add_argument("--ft-seconds", type=float, default=600.0,
+                    help="fine-tuning budget per seed (seconds)")
+    ap.add_argument("--ft-epochs", type=float, default=1.0,
+                    help="fine-tuning passes over the training prompts, within the budget")
     ap.add_argument("--encode", action="store_true",
                     help="with --encoder minilm/union: encode prompts missing from the "
                          "MiniLM cache ($LLMREC_CACHE/emb) instead of stopping")
@@ -272,7 +324,8 @@ def main(argv=None):
         routers = ["best-single"] + routers
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
-    res = run(args.data, routers, seeds, args.encoder, args.encode)
+    res = run(args.data, routers, seeds, args.encoder, args.encode, args.ft_seconds,
+              args.ft_epochs)
     secs = time.perf_counter() - t0
     out = HERE / "quality"
     out.mkdir(exist_ok=True)

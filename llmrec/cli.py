@@ -534,6 +534,45 @@ def encode(source: str = typer.Argument(..., help="dataset name or path"),
           f"encoder {res['encoder']})")
 
 
+@app.command("finetune-encoder",
+             help="Fine-tune MiniLM on evaluation records (contrastive, as RouterDC).\n\n"
+             "Each prompt's embedding is pulled towards the LLMs that scored above the "
+             "prompt's mean and away from those below it; the last --layers transformer "
+             "layers train, within --max-seconds of wall time. OUT is a sentence-transformers "
+             "folder with llmrec_finetune.json (settings, loss curve, weights hash); give it "
+             "to --encoder of fit, encode or bench. A router fitted with it carries the "
+             "weights in its model directory. Fine-tune on training records only.\n\n"
+             "Examples:\n\n  llmrec finetune-encoder splits/train --out ft-minilm\n\n"
+             "  llmrec fit --data splits/train --encoder ft-minilm --out model")
+def finetune_encoder(source: str = typer.Argument(..., help="training records: dataset "
+                                                             "name or path"),
+                     out: Path = typer.Option(..., "--out", help="output model folder"),
+                     base: str = typer.Option("minilm", "--base",
+                                              help="model to start from: minilm or a local "
+                                                   "sentence-transformers folder"),
+                     layers: int = typer.Option(2, "--layers",
+                                                help="top transformer layers to train"),
+                     max_seconds: float = typer.Option(600.0, "--max-seconds",
+                                                       help="training time budget"),
+                     epochs: float = typer.Option(1.0, "--epochs",
+                                                  help="passes over the prompts, within "
+                                                       "the budget"),
+                     seed: int = typer.Option(0, "--seed", help="seed of order and init"),
+                     on_duplicate: str = typer.Option("error", "--on-duplicate",
+                                                      help=ON_DUPLICATE_HELP)):
+    from .encoders.finetune import finetune_sentence_encoder
+    rec = load_data(source, on_duplicate)
+    _require_text(rec, source, "fine-tuning")
+    enc = finetune_sentence_encoder(rec, out, base=base, layers=layers,
+                                    max_seconds=max_seconds, epochs=epochs, seed=seed,
+                                    show_progress=_progress())
+    i = enc.finetune_info_
+    _echo(f"fine-tuned {i['base']} on {i['n_prompts_used']:,} of {i['n_prompts']:,} prompts "
+          f"({i['epochs_done']:.2f} epochs, {i['steps']} steps, {i['seconds']:.0f} s, stopped "
+          f"by {i['stopped_by']}); loss {i['loss_first']:.3f} -> {i['loss_last']:.3f}; "
+          f"wrote {out} (use --encoder {out})")
+
+
 def _require_text(rec, source: str, what: str) -> None:
     """Every prompt must carry text for ``what`` (an encoder, a text-based router)."""
     texts = rec.texts

@@ -228,3 +228,25 @@ def test_partial_fit_prompts_are_remembered():
     cli._remember_prompts(r, b)
     seen = cli._seen_in_training(r, b)
     assert seen.all() and cli._seen_in_training(r, a).all()
+
+
+@pytest.mark.embed
+def test_finetune_encoder_then_fit_and_recommend(csv, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "cache"))
+    code, out, err = call(capsys, "finetune-encoder", csv, "--out", tmp_path / "ft",
+                          "--epochs", "1", "--max-seconds", "60")
+    assert code == 0, err
+    assert "fine-tuned all-MiniLM-L6-v2 on" in out and "stopped by epochs" in out
+    info = json.loads((tmp_path / "ft" / "llmrec_finetune.json").read_text())
+    assert info["records"] and info["steps"] >= 1
+    assert call(capsys, "-q", "fit", "--data", csv, "--router", "linear", "--encoder",
+                tmp_path / "ft", "--out", tmp_path / "m")[0] == 0
+    assert (tmp_path / "m" / "encoder_model" / "llmrec_finetune.json").is_file()
+    code, out, err = call(capsys, "recommend", "--model", tmp_path / "m", "-k", "2",
+                          "What is 2 + 2?")
+    assert code == 0, err
+    # a bad setting is one clear line, not a traceback
+    code, _, err = call(capsys, "finetune-encoder", csv, "--out", tmp_path / "ft2",
+                        "--layers", "0")
+    assert code != 0 and "layers" in err and "Traceback" not in err
