@@ -23,6 +23,7 @@ Crash safety at every instant (a ``kill -9`` anywhere in a save):
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -44,6 +45,15 @@ USE_RENAME_EXCHANGE = os.environ.get("LLMREC_NO_RENAME_EXCHANGE", "") in ("", "0
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 _renameat2 = None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -33,7 +33,6 @@ prompts you will evaluate on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -91,34 +90,11 @@ def _check(name, value, kind, low, low_open=False):
         raise ConfigError(f"finetune: {name} must be a number {rel} {low}, got {value!r}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _refuse_non_model(path: Path) -> None:
     if path.is_file() or (path.is_dir() and any(path.iterdir())
                           and not (path / FINETUNE_INFO).is_file()):
         raise ConfigError(f"{path} exists and is not a fine-tuned encoder folder; choose "
                           "a new --out (an earlier fine-tuned folder is replaced)")
-
-
-def _quiet_save(st, folder: Path) -> None:
-    try:
-        from transformers.utils import logging as hf_logging
-        bars_on = hf_logging.is_progress_bar_enabled()
-    except Exception:  # noqa: BLE001 - older/newer transformers: keep its default
-        hf_logging, bars_on = None, False
-    try:
-        if bars_on:
-            hf_logging.disable_progress_bar()
-        st.save(str(folder))
-    finally:
-        if bars_on:
-            hf_logging.enable_progress_bar()
 
 
 def finetune_sentence_encoder(records, out, base: str | None = None, *, layers: int = 2,
@@ -166,7 +142,8 @@ def finetune_sentence_encoder(records, out, base: str | None = None, *, layers: 
     >>> enc.encode(["What is 2 + 2?"]).shape  # doctest: +SKIP
     (1, 384)
     """
-    from .sentence import SentenceTransformerEncoder, _DEFAULT_ALIASES
+    from .._atomic import sha256_file
+    from .sentence import SentenceTransformerEncoder, _DEFAULT_ALIASES, hf_progress_bars_off
     _check("layers", layers, (int, np.integer), 1)
     _check("max_seconds", max_seconds, (int, float), 0, low_open=True)
     _check("epochs", epochs, (int, float), 0, low_open=True)
@@ -294,9 +271,10 @@ def finetune_sentence_encoder(records, out, base: str | None = None, *, layers: 
     }
     from .._atomic import atomic_directory
     with atomic_directory(Path(out), check_existing=_refuse_non_model) as tmp:
-        _quiet_save(st, tmp)
+        with hf_progress_bars_off():
+            st.save(str(tmp))
         weights = sorted(p for p in tmp.rglob("*.safetensors")) or sorted(tmp.rglob("*.bin"))
-        info["weights_sha256"] = {p.relative_to(tmp).as_posix(): _sha256(p) for p in weights}
+        info["weights_sha256"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in weights}
         (tmp / FINETUNE_INFO).write_text(json.dumps(info, indent=2))
     enc = SentenceTransformerEncoder(model=str(Path(out)))
     enc.finetune_info_ = info

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,24 @@ def default_model_path() -> str:
 def _set_offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@contextmanager
+def hf_progress_bars_off(active: bool = True):
+    """Silence transformers' own progress bars (loading, saving) inside the block."""
+    try:
+        from transformers.utils import logging as hf_logging
+        bars_on = hf_logging.is_progress_bar_enabled()
+    except Exception:  # noqa: BLE001 - older/newer transformers: keep its default
+        hf_logging, bars_on = None, False
+    off = active and bars_on
+    if off:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if off:
+            hf_logging.enable_progress_bar()
 
 
 def _weights_digest(path: Path) -> str:
@@ -162,22 +181,13 @@ class SentenceTransformerEncoder(Encoder):
         path = self.model_path
         quiet = not self.show_progress  # the "Loading weights" bar, unless asked for
         try:
-            from transformers.utils import logging as hf_logging
-            bars_on = hf_logging.is_progress_bar_enabled()
-        except Exception:  # noqa: BLE001 - older/newer transformers: keep its default
-            hf_logging, bars_on = None, False
-        try:
-            if quiet and bars_on:
-                hf_logging.disable_progress_bar()
-            st = SentenceTransformer(path, device=self._device(), local_files_only=True)
+            with hf_progress_bars_off(quiet):
+                st = SentenceTransformer(path, device=self._device(), local_files_only=True)
         except Exception as e:  # noqa: BLE001 - many failure types, one clear message
             raise ConfigError(
                 f"could not load sentence-transformers model {self.name!r} from {path!r} "
                 f"offline ({type(e).__name__}: {e}); give a local model folder, a name already "
                 "in the Hugging Face cache, or 'minilm' for the packaged MiniLM") from None
-        finally:
-            if quiet and bars_on:
-                hf_logging.enable_progress_bar()
         if self.max_seq_length is not None:
             st.max_seq_length = int(self.max_seq_length)
         self._st = st

@@ -42,6 +42,7 @@ import pandas as pd
 
 from .._atomic import atomic_directory
 from .._atomic import recover as _recover
+from .._atomic import sha256_file as _sha256
 from .._version import __version__
 from ..data.records import PerformanceRecords
 from ..encoders.features import PromptFeaturizer, as_prompt_frame
@@ -785,14 +786,6 @@ def prompt_hashes(records: PerformanceRecords) -> tuple[np.ndarray, np.ndarray]:
                                                     digest_size=8).digest(), "little") or 1
         return out
     return h(list(records.prompt_ids), False), h(records.texts, True)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
