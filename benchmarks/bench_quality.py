@@ -10,7 +10,10 @@ records, 80/10/10 by prompt (stratified by benchmark, seeded, so every seed is a
 different split); every router is fitted on the training prompts with the
 validation prompts as ``val_records`` (only routers with a validation grid or early
 stopping read them; ``auto`` tunes on the training prompts and the validation
-prompts), and routes each test prompt through ``recommend_ids`` (top-1). The
+prompts), and routes each test prompt through ``recommend_ids`` (top-1);
+``auto (cv)`` is ``auto`` as ``llmrec fit`` runs it without ``--val``: fitted on
+the training and validation prompts together, its guard tuned by cross-validated
+stacking over all of them (the same labelled prompts every other router sees). The
 encoder is fitted on the training prompts of the seed (TF-IDF) or is MiniLM from the
 shared cache (``--encoder minilm``; when a prompt of the dataset is missing from the
 cache it stops, unless ``--encode`` asks it to encode the missing prompts first).
@@ -42,6 +45,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from llmrec.data.records import PerformanceRecords  # noqa: E402
 from llmrec.data.splits import cold_prompt_split  # noqa: E402
 from llmrec.evaluation import metrics as M  # noqa: E402
 from llmrec.evaluation.protocols import shared_encoder  # noqa: E402
@@ -59,11 +63,16 @@ ROUTERS = {
     "bpr": ("bpr", {}),
     "lightfm": ("lightfm", {"epochs": 5}),
     "auto": ("auto", {}),
+    # auto as `llmrec fit` runs it without --val: fitted on the training and validation
+    # prompts together, its guard tuned by cross-validated stacking on all of them
+    "auto (cv)": ("auto", {}),
     "oracle": ("oracle", {}),
 }
 # lightfm is left out of the default run: with dense features it is the slowest by
 # far on the shared box (ask for it with --routers)
 DEFAULT_ROUTERS = [r for r in ROUTERS if r != "lightfm"]
+#: fitted on train + val without val_records (the router tunes on its own folds)
+NO_VAL = {"auto (cv)"}
 DATASETS = ("mmlu-pro", "routerdc", "llmrouter", "routerbench", "routellm-mmlu",
             "synthetic-preference")
 
@@ -171,6 +180,8 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
         rows = np.arange(truth.shape[0])
         base = None
         costs = llm_costs(split.train)
+        train_val = PerformanceRecords.concat([split.train, split.val]) \
+            if NO_VAL & set(routers) else None
         for label in routers:
             name, params = ROUTERS[label]
             if name == "best-per-group":
@@ -184,8 +195,12 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
                     r.set_params(**{p: seed})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r.fit(split.train, encoder=enc if r.needs_text else None,
-                      val_records=split.val, show_progress=False)
+                if label in NO_VAL:
+                    r.fit(train_val, encoder=enc if r.needs_text else None,
+                          show_progress=False)
+                else:
+                    r.fit(split.train, encoder=enc if r.needs_text else None,
+                          val_records=split.val, show_progress=False)
                 ids, _ = r.recommend_ids(split.test, k=1)
                 S = r.score(split.test) if (costs is not None or truth.shape[1] == 2) else None
             secs = time.perf_counter() - t1
@@ -200,15 +215,23 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
                 base = got
             d["diff"].append(got)
             if name == "auto":
-                meta["auto_tuning"].append({k: v for k, v in r.tuning_.items()
+                meta.setdefault("auto_tuning" if label == "auto" else "auto_cv_tuning",
+                                []).append({k: v for k, v in r.tuning_.items()
                                             if k not in ("full", "text")}
                                            | {v: {"margin": r.tuning_[v]["margin"]}
                                               for v in ("full", "text") if v in r.tuning_})
             if costs is not None and name != "oracle":
-                curve = M.quality_cost_curve(truth, costs, pred_scores=S)
+                # the router's own cost trade, as a user gets it: recommend(cost_weight=w)
+                # with w = lambda / the largest LLM cost (the metric's lambda scale)
+                def picks(lam, r=r):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        return r.recommend_ids(split.test, k=1,
+                                               cost_weight=lam / float(costs.max()))[0][:, 0]
+                curve = M.quality_cost_curve(truth, costs, picks_fn=picks)
                 d["aiq"].append(M.aiq(curve.cost, curve.quality,
                                       cost_range=(float(costs.min()), float(costs.max()))))
-                d["iso"].append(M.iso_quality_cost(truth, costs, S)["fraction"])
+                d["iso"].append(M.iso_quality_cost(truth, costs, picks_fn=picks)["fraction"])
             if truth.shape[1] == 2 and name != "oracle":
                 strong = int(np.argmax(np.nanmean(split.train.dense(), axis=0)))
                 weak = 1 - strong
@@ -271,10 +294,12 @@ def markdown(res: dict, cmd: str, secs: float) -> str:
                           f"seed {s}: {f['epochs_done']:.2f} epochs in {f['seconds']:.0f} s, "
                           f"loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}"
                           for s, f in zip(m["seeds"], ft)) + "."]
-    routes = [(a.get("full", {}) or {}).get("margin") is not None for a in m["auto_tuning"]]
-    if routes:
-        lines += ["", f"`auto` moved off the best single LLM (guard passed) on "
-                      f"{sum(routes)} of {len(routes)} seeds."]
+    for key, label in (("auto_tuning", "auto"), ("auto_cv_tuning", "auto (cv)")):
+        routes = [(a.get("full", {}) or {}).get("margin") is not None
+                  for a in m.get(key, [])]
+        if routes:
+            lines += ["", f"`{label}` moved off the best single LLM (guard passed) on "
+                          f"{sum(routes)} of {len(routes)} seeds."]
     return "\n".join(lines)
 
 

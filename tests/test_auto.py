@@ -159,3 +159,101 @@ def test_cli_fit_defaults_to_auto_and_prints_tuning(tmp_path, capsys):
     assert "knn: chose k=" in capsys.readouterr().out
     k = load_router(tmp_path / "k")
     assert k.tuning_["chosen"]["k"] in (5, 10, 20, 50, 100, 200) and k.tuning_["seconds"] > 0
+
+
+# ------------------------------------------------------------ cost-aware guard
+def _utility(picks, test, costs, w):
+    truth = test.dense()
+    rows = np.arange(len(picks))
+    return float(np.nanmean(truth[rows, picks] - w * costs[picks]))
+
+
+def test_cost_guard_no_signal_keeps_the_best_single_llm_at_each_cost_weight():
+    """No prompt signal: wherever the guard of a cost weight does not pass, auto is
+    the best single LLM by mean score minus weighted cost (what best-single ranks by),
+    on metadata and on plain text; where it passes by chance (near a weight at which
+    two LLMs' utilities tie) it costs next to no utility on held-out prompts."""
+    base = make_synthetic(800, 5, n_topics=4, seed=7)
+    rng = np.random.default_rng(7)
+    Y = (rng.random((800, 5)) < np.array([0.50, 0.58, 0.62, 0.55, 0.45])).astype(np.float32)
+    rec = PerformanceRecords(Y, base.prompts, base.llms)
+    train, test = rec.select_prompts(range(640)), rec.select_prompts(range(640, 800))
+    auto = make_router("auto").fit(train, encoder=small_encoder())
+    single = make_router("best-single").fit(train)
+    c = auto.llm_costs_
+    firsts, kept = set(), 0
+    for w in [1e-4, *auto.cost_grid_, 10.0]:
+        g = auto._guards(w)
+        for inp, v in ((test, 0), (test.texts, 1)):
+            got = auto.recommend_ids(inp, k=1, cost_weight=w)[0][:, 0]
+            ref = single.recommend_ids(inp, k=1, cost_weight=w)[0][:, 0]
+            if g[v][0] is None:
+                np.testing.assert_array_equal(got, ref)
+                kept += 1
+            assert _utility(got, test, c, w) >= _utility(ref, test, c, w) - 0.03
+        firsts.add(int(ref[0]))
+    assert len(firsts) > 1  # the cost weights span a change of the best single LLM
+    assert kept >= 0.8 * 2 * (len(auto.cost_grid_) + 2)
+
+
+def test_cost_guard_routes_and_never_costs_utility(split):
+    """With signal and prices, auto at a cost weight beats the best single LLM at that
+    weight in utility (score - weight x cost) on held-out prompts, and policies and
+    recommend agree on what it picks."""
+    from llmrec.policies import choose
+    from llmrec.routers import llm_costs
+    train, test = split
+    auto = make_router("auto").fit(train, encoder=small_encoder())
+    single = make_router("best-single").fit(train)
+    c = llm_costs(train)
+    assert np.ptp(c) > 0 and auto.cost_grid_ is not None
+    routed = [g for g in auto.tuning_["full"]["cost_guard"] if g["margin"] is not None]
+    assert routed and all(g["lcb"] > 0 for g in routed)
+    wins = 0
+    for w in auto.cost_grid_[::4]:
+        a = _utility(auto.recommend_ids(test, k=1, cost_weight=w)[0][:, 0], test, c, w)
+        s = _utility(single.recommend_ids(test, k=1, cost_weight=w)[0][:, 0], test, c, w)
+        assert a >= s - 0.02, (w, a, s)
+        wins += a > s + 0.02
+        d = choose(auto, test, cost_weight=w)
+        np.testing.assert_array_equal(d.chosen, auto.recommend_ids(test, k=1,
+                                                                   cost_weight=w)[0][:, 0])
+    assert wins >= 1
+    # utility scores are what recommend ranks
+    S = auto.score(test, cost_weight=float(auto.cost_grid_[8]))
+    np.testing.assert_array_equal(
+        S.argmax(axis=1), auto.recommend_ids(test, k=1,
+                                             cost_weight=float(auto.cost_grid_[8]))[0][:, 0])
+
+
+def test_cost_guard_saved_and_models_without_it_still_load(split, tmp_path):
+    train, test = split
+    auto = make_router("auto").fit(train, encoder=small_encoder())
+    back = load_router(auto.save(tmp_path / "m"))
+    for w in (0.0, float(auto.cost_grid_[6]), float(auto.cost_grid_[12]), 123.0):
+        np.testing.assert_array_equal(back.score(test, cost_weight=w),
+                                      auto.score(test, cost_weight=w))
+    # a model saved before the cost guard existed: plain score - weight x cost
+    state, arrays = auto._get_state()
+    state = {k: v for k, v in state.items() if k != "cost_grid"}
+    old = make_router("auto")
+    for a in ("llms_", "llm_costs_", "featurizer_", "llm_train_mean_"):
+        setattr(old, a, getattr(auto, a))
+    old._set_state(state, arrays)
+    w = float(auto.cost_grid_[8])
+    np.testing.assert_allclose(old.score(test, cost_weight=w),
+                               old.score(test) - w * auto.llm_costs_[None, :], atol=1e-6)
+
+
+def test_cost_weight_errors(split):
+    from llmrec.errors import CapabilityError
+    train, test = split
+    auto = make_router("auto", candidates=["knn:k=10"]).fit(train, encoder=small_encoder())
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="cost_weight"):
+            auto.score(test, cost_weight=bad)
+    free = PerformanceRecords(train.dense(), train.prompts, train.llms[["name"]])
+    r = make_router("auto", candidates=["knn:k=10"]).fit(free, encoder=small_encoder())
+    assert r.cost_grid_ is None
+    with pytest.raises(CapabilityError, match="costs"):
+        r.recommend(test.texts, cost_weight=0.1)

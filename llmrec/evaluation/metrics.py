@@ -779,12 +779,14 @@ def paired_bootstrap_diff(a_per_prompt, b_per_prompt, n_boot: int = 2000, alpha:
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return {"diff": float(d.mean()), "low": float(lo), "high": float(hi),
             "significant": bool(lo > 0 or hi < 0), "n": int(d.size)}
-def iso_quality_cost(truth, costs, pred_scores, target: float | None = None,
-                     lambdas: Sequence[float] | None = None) -> dict[str, float]:
+def iso_quality_cost(truth, costs, pred_scores=None, target: float | None = None,
+                     lambdas: Sequence[float] | None = None,
+                     picks_fn: Callable | None = None) -> dict[str, float]:
     """The cheapest point of a router's quality-cost curve that matches a target quality.
 
     The router trades quality for cost (picks = argmax of ``pred - lambda * cost /
-    max cost`` over a lambda grid, as in :func:`quality_cost_curve`); the iso-quality
+    max cost`` over a lambda grid, or ``picks_fn(lambda)``, as in
+    :func:`quality_cost_curve`); the iso-quality
     cost is the lowest mean cost among the points whose quality (mean true score)
     is at least ``target``, by default the best single LLM's (the LLM with the best
     mean on ``truth``). It is reported as a fraction of that LLM's mean cost: 0.5
@@ -812,7 +814,8 @@ def iso_quality_cost(truth, costs, pred_scores, target: float | None = None,
     base_cost = float(np.nanmean(C[:, best]))
     if lambdas is None:
         lambdas = np.r_[0.0, np.logspace(-4, 3, 71)]
-    curve = quality_cost_curve(t, costs, pred_scores=pred_scores, lambdas=lambdas)
+    curve = quality_cost_curve(t, costs, pred_scores=pred_scores, picks_fn=picks_fn,
+                               lambdas=lambdas)
     ok = curve["quality"].to_numpy() >= target - 1e-12
     iso = float(curve["cost"].to_numpy()[ok].min()) if ok.any() else float("nan")
     return {"target": target, "best_single_cost": base_cost, "iso_cost": iso,

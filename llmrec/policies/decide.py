@@ -50,7 +50,8 @@ def choose(router, prompts, policy="greedy", candidates=None, random_state=None,
         Restrict the choice to these LLMs.
     random_state : int or numpy Generator, optional
     cost_weight : float
-        Subtract ``cost_weight`` x the LLM's cost from its score first (as ``recommend``).
+        Rank by predicted utility at this cost weight, as ``recommend`` does (the score
+        minus ``cost_weight`` x the LLM's cost; ``auto`` applies its guard at that weight).
 
     Returns
     -------
@@ -67,12 +68,8 @@ def choose(router, prompts, policy="greedy", candidates=None, random_state=None,
     ((1,), 1.0)
     """
     pol = make_policy(policy)
-    S = np.asarray(router.score(prompts, show_progress=show_progress), dtype=np.float64)
-    if cost_weight:
-        if router.llm_costs_ is None:
-            from ..errors import CapabilityError
-            raise CapabilityError("cost-aware choosing needs LLM prices in the training records")
-        S = S - float(cost_weight) * router.llm_costs_[None, :]
+    S = np.asarray(router.score(prompts, show_progress=show_progress, cost_weight=cost_weight),
+                   dtype=np.float64)
     m = S.shape[1]
     cand = router.candidate_positions(candidates)
     cand = np.arange(m) if cand is None else np.unique(cand)

@@ -30,7 +30,15 @@ What it does, in order (every step sees the training prompts only):
    when no margin has a positive bound, the router *is* the best single LLM
    (same scores). So on data where prompt features carry no signal, ``auto``
    equals the best single LLM, and it routes only where validation says it pays.
-5. The candidates are refitted on all training prompts and the combiner on all
+5. **A guard per cost weight.** When the LLMs have known, unequal costs, step 4 is
+   repeated at each cost weight ``w`` of a log grid (``cost_grid_``) on utility,
+   score minus ``w`` x cost, against the best single LLM at ``w`` (best mean score
+   minus ``w`` x mean cost). ``score``/``recommend`` with ``cost_weight=w`` use the
+   guard of the nearest grid weight when its best single LLM is the one at ``w``,
+   else the best single LLM at ``w``: the no-regret rule holds for the cost-aware
+   choice too, instead of the cost curve collapsing onto the single LLMs' hull
+   whenever the ``w = 0`` guard keeps the best single LLM.
+6. The candidates are refitted on all training prompts and the combiner on all
    out-of-fold predictions; the tuned margin is kept. The chosen settings, the
    validation figures and the tuning time are in ``tuning_`` (saved with the model).
 """
@@ -381,11 +389,23 @@ class AutoRouter(Router):
             experts = None
             tune_src = (f"all {n} training prompts, out-of-fold (candidates and combiner "
                         f"fitted without the prompt's fold)")
+        # cost weights at which the guard is tuned again (LLMs with known, unequal costs)
+        grid = self._cost_grid(dense, obs)
+        self.cost_grid_ = grid
+        if grid is not None:  # what the tuning prompts' answers cost (per record if known)
+            cr = val if fit_rows else records
+            cost_t = cr.cost_dense() if cr.cost is not None else None
+            fill = np.broadcast_to(self.llm_costs_.astype(np.float64), truth_t.shape)
+            cost_t = fill if cost_t is None else np.where(np.isnan(cost_t), fill, cost_t)
         for v in variants:
             ei, si = v["experts"], v["side"]
             if not ei:  # nothing to route with: the best single LLM
                 v.update(margin=None, margins=[], W=np.zeros((m, len(si)), np.float32),
                          b=np.zeros(m, np.float32))
+                if grid is not None:
+                    v.update(cost_margins=[None] * len(grid),
+                             cost_bases=[self._base_at(w) for w in grid],
+                             cost_table=[None] * len(grid))
                 continue
             if fit_rows is not None:
                 W, b = self._fit_combiner(oof[:, ei], side[:, si], target, obs)
@@ -398,6 +418,15 @@ class AutoRouter(Router):
                                               obs[tr])
                     S_t[te] = self._combine(oof[te][:, ei], side[te][:, si], W, b)
             v["margin"], v["margins"] = self._tune_margin(S_t, truth_t, base)
+            if grid is not None:  # the guard again at each cost weight of the grid
+                v["cost_margins"], v["cost_bases"], v["cost_table"] = [], [], []
+                for w in grid:
+                    bw = self._base_at(w)
+                    mw, tab = self._tune_margin(S_t - np.float32(w) * self.llm_costs_,
+                                                truth_t - w * cost_t, bw)
+                    v["cost_margins"].append(mw)
+                    v["cost_bases"].append(bw)
+                    v["cost_table"].append(next((r for r in tab if r["margin"] == mw), None))
             # final combiner: all out-of-fold predictions
             v["W"], v["b"] = (W, b) if fit_rows is not None else \
                 self._fit_combiner(oof[:, ei], side[:, si], target, obs)
@@ -419,7 +448,43 @@ class AutoRouter(Router):
                                      for c, i in enumerate(v["experts"])},
                 "side_weight": float(np.abs(v["W"][:, ne:]).mean()) if v["W"].shape[1] > ne
                 else 0.0}
+            if grid is not None:
+                names = self.llms_["name"]
+                self.tuning_[v["name"]]["cost_guard"] = [
+                    {"cost_weight": float(w), "base_llm": str(names.iloc[b]), "margin": mg,
+                     "gain": None if r is None else r["gain"],
+                     "lcb": None if r is None else r["lcb"],
+                     "moved": None if r is None else r["moved"]}
+                    for w, b, mg, r in zip(grid, v["cost_bases"], v["cost_margins"],
+                                           v["cost_table"])]
+        for v in variants:
+            v.pop("cost_table", None)
         self.margin_ = variants[0]["margin"]
+
+    #: cost weights of the guard's grid, as multiples of (score spread / cost range):
+    #: from "a cost range is worth 0.001 score standard deviations" to "worth 10"
+    _COST_GRID = np.logspace(-3, 1, 17)
+
+    def _cost_grid(self, dense: np.ndarray, obs: np.ndarray) -> np.ndarray | None:
+        """Cost weights at which the guard is tuned, or None (no costs / all equal)."""
+        if self.llm_costs_ is None:
+            return None
+        c = self.llm_costs_[np.isfinite(self.llm_costs_)].astype(np.float64)
+        spread = float(c.max() - c.min()) if c.size else 0.0
+        if spread <= 0:
+            return None
+        sd = float(np.std(dense[obs])) if obs.any() else 0.0
+        return self._COST_GRID * (sd if sd > 0 else 1.0) / spread
+
+    def _base_at(self, w: float) -> int:
+        """The best single LLM of the training prompts by mean score - w x cost (ties:
+        the first name)."""
+        u = self.llm_mean_.astype(np.float64)
+        if w:
+            u = u - float(w) * np.nan_to_num(self.llm_costs_.astype(np.float64), nan=np.inf)
+        u = np.where(np.isnan(u), -np.inf, u)
+        best = np.flatnonzero(u == u.max())
+        return int(min(best, key=lambda j: str(self.llms_["name"].iloc[j])))
 
     def _tune_margin(self, S: np.ndarray, truth: np.ndarray, base: int):
         """(margin or None for "never leave the base LLM", per-margin table)."""
@@ -444,20 +509,49 @@ class AutoRouter(Router):
         return best, table
 
     # --------------------------------------------------------------- score
-    def _variant_scores(self, v, preds, side, n) -> np.ndarray:
-        if v["margin"] is None:  # the guard chose the best single LLM
-            return np.broadcast_to(self.llm_mean_, (n, self.n_llms_)).copy()
+    def _single(self, n: int, w: float) -> np.ndarray:
+        """Every prompt scored as the LLMs' training means (minus w x cost)."""
+        u = self.llm_mean_ if not w else self.llm_mean_ - np.float32(w) * self.llm_costs_
+        return np.broadcast_to(u.astype(np.float32), (n, self.n_llms_)).copy()
+
+    def _variant_scores(self, v, preds, side, n, guard) -> np.ndarray:
+        margin, base, w = guard
+        if margin is None:  # the guard chose the best single LLM (at this cost weight)
+            return self._single(n, w)
         S = self._combine(preds[:, v["experts"]], side[:, v["side"]], v["W"], v["b"])
-        S[:, self.base_llm_] += np.float32(v["margin"])
+        if w:
+            S -= np.float32(w) * self.llm_costs_[None, :]
+        S[:, base] += np.float32(margin)
         return S
 
+    def _guards(self, w: float) -> list[tuple]:
+        """Per variant (margin or None, base LLM, w) of the guard at cost weight ``w``.
+
+        At w > 0 the guard of the nearest grid point (in log w) is used when its base
+        LLM is the best single LLM at w too; otherwise the router is that best single."""
+        if not w:
+            return [(v["margin"], self.base_llm_, 0.0) for v in self.variants_]
+        g = int(np.argmin(np.abs(np.log(self.cost_grid_) - np.log(w))))
+        bw = self._base_at(w)
+        return [(v["cost_margins"][g] if v["cost_bases"][g] == bw else None, bw, w)
+                for v in self.variants_]
+
     def _score(self, X, prompts, n):
-        if all(v["margin"] is None for v in self.variants_):
-            return np.broadcast_to(self.llm_mean_, (n, self.n_llms_)).copy()
+        return self._guarded_scores(X, prompts, n, 0.0)
+
+    def _score_at_cost(self, X, prompts, n, cost_weight):
+        if getattr(self, "cost_grid_", None) is None:  # no cost differences to trade
+            return super()._score_at_cost(X, prompts, n, cost_weight)
+        return self._guarded_scores(X, prompts, n, float(cost_weight))
+
+    def _guarded_scores(self, X, prompts, n, w: float) -> np.ndarray:
+        guards = self._guards(w)
+        if all(g[0] is None for g in guards):
+            return self._single(n, w)
         groups = self._groups(prompts, n)
         preds = self._predict_experts(self.experts_, X, groups, n)
         side = self._side(groups, _lengths(prompts, n))
-        S = self._variant_scores(self.variants_[0], preds, side, n)
+        S = self._variant_scores(self.variants_[0], preds, side, n, guards[0])
         if len(self.variants_) > 1:
             cols = set(self.side_values_) | {e.params["column"] for e in self.experts_
                                              if e.kind == "group"}
@@ -465,7 +559,7 @@ class AutoRouter(Router):
             for c in cols:
                 has_meta |= np.asarray([g is not None for g in groups[c]], dtype=bool)
             if not has_meta.all():
-                St = self._variant_scores(self.variants_[1], preds, side, n)
+                St = self._variant_scores(self.variants_[1], preds, side, n, guards[1])
                 S[~has_meta] = St[~has_meta]
         return np.where(np.isfinite(self.llm_mean_)[None, :], S, -np.inf).astype(np.float32)
 
@@ -473,8 +567,12 @@ class AutoRouter(Router):
     def _get_state(self):
         state = {"base_llm": int(self.base_llm_), "side_values": self.side_values_,
                  "tuning": self.tuning_, "experts": [],
+                 "cost_grid": None if self.cost_grid_ is None
+                 else [float(w) for w in self.cost_grid_],
                  "variants": [{"name": v["name"], "experts": v["experts"], "side": v["side"],
-                               "margin": v["margin"]} for v in self.variants_]}
+                               "margin": v["margin"],
+                               "cost_margins": v.get("cost_margins"),
+                               "cost_bases": v.get("cost_bases")} for v in self.variants_]}
         arrays = {"llm_mean": self.llm_mean_}
         for i, v in enumerate(self.variants_):
             arrays[f"W{i}"], arrays[f"b{i}"] = v["W"], v["b"]
@@ -498,6 +596,13 @@ class AutoRouter(Router):
                     "margin": None if v["margin"] is None else float(v["margin"]),
                     "W": arrays[f"W{i}"].astype(np.float32),
                     "b": arrays[f"b{i}"].astype(np.float32)})
+                if state.get("cost_grid") is not None:
+                    self.variants_[-1].update(
+                        cost_margins=[None if x is None else float(x)
+                                      for x in v["cost_margins"]],
+                        cost_bases=[int(x) for x in v["cost_bases"]])
+            grid = state.get("cost_grid")  # absent in models saved before the cost guard
+            self.cost_grid_ = None if grid is None else np.asarray(grid, np.float64)
             self.margin_ = self.variants_[0]["margin"]
             self.experts_ = [_Expert(st["spec"]).set_state(st, arrays, f"e{i}_", self.llms_)
                              for i, st in enumerate(state["experts"])]

@@ -352,9 +352,17 @@ class Router:
         return len(as_prompt_frame(prompts))
 
     # --------------------------------------------------------------- score
-    def score(self, prompts, show_progress: bool | None = None) -> np.ndarray:
-        """Predicted scores, shape (n_prompts, n_llms), float32; higher is better."""
+    def score(self, prompts, show_progress: bool | None = None, cost_weight: float = 0.0
+              ) -> np.ndarray:
+        """Predicted scores, shape (n_prompts, n_llms), float32; higher is better.
+
+        With ``cost_weight`` > 0 (the router must know LLM costs) the scores are
+        predicted utilities: by default the score minus ``cost_weight`` x the LLM's
+        cost (``llm_costs_``), what :meth:`recommend` ranks by. A router may trade
+        differently (``auto`` applies its no-regret guard at that cost weight).
+        """
         self._check_fitted()
+        w = self._check_cost_weight(cost_weight)
         if self.needs_truth and not isinstance(prompts, PerformanceRecords):
             raise CapabilityError(f"{type(self).__name__} reads the truth: pass "
                                   "PerformanceRecords, not texts or features")
@@ -366,15 +374,35 @@ class Router:
             n = self._n_prompts(prompts)
         if n == 0:
             return np.zeros((0, self.n_llms_), dtype=np.float32)
-        S = np.asarray(self._score(X, prompts, n), dtype=np.float32)
+        S = self._score(X, prompts, n) if not w else self._score_at_cost(X, prompts, n, w)
+        S = np.asarray(S, dtype=np.float32)
         if S.shape != (n, self.n_llms_):  # pragma: no cover - a subclass bug
             raise RuntimeError(f"{type(self).__name__}._score returned shape {S.shape}")
         return S
+
+    def _check_cost_weight(self, cost_weight) -> float:
+        """``cost_weight`` as a float >= 0; > 0 needs known LLM costs."""
+        w = float(cost_weight)
+        if not np.isfinite(w) or w < 0:
+            raise ConfigError(f"cost_weight must be a finite number >= 0, got {cost_weight}")
+        if w and self.llm_costs_ is None:
+            raise CapabilityError("cost-aware scoring needs LLM prices or per-record costs in "
+                                  "the training records; none are known")
+        return w
 
     def _score(self, X: np.ndarray | None, prompts, n: int) -> np.ndarray:
         """Scores (n, n_llms) from features X (None for feature-free routers); ``prompts``
         is the raw input (PerformanceRecords for truth-reading routers)."""
         raise NotImplementedError
+
+    def _score_at_cost(self, X: np.ndarray | None, prompts, n: int, cost_weight: float
+                       ) -> np.ndarray:
+        """Predicted utilities at ``cost_weight`` > 0: the scores minus the weighted cost.
+
+        A router that trades quality for cost in its own way overrides this (and then
+        ranks through :meth:`score`, never through the factorised or blocked paths)."""
+        return np.asarray(self._score(X, prompts, n), dtype=np.float32) \
+            - np.float32(cost_weight) * self.llm_costs_[None, :]
 
     def _vectors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(prompt vectors, LLM vectors, LLM bias) with score = q . v + b (factorised only)."""
@@ -407,18 +435,21 @@ class Router:
         self._check_fitted()
         cand = self.candidate_positions(candidates)
         bias = None
-        if cost_weight or max_cost is not None:
+        w = self._check_cost_weight(cost_weight)
+        own_trade = w > 0 and type(self)._score_at_cost is not Router._score_at_cost
+        if w or max_cost is not None:
             if self.llm_costs_ is None:
                 raise CapabilityError("cost-aware recommending needs LLM prices or per-record "
                                       "costs in the training records; none are known")
-            if cost_weight < 0:
-                raise ConfigError(f"cost_weight must be >= 0, got {cost_weight}")
-            bias = -float(cost_weight) * self.llm_costs_
+            bias = None if own_trade else -w * self.llm_costs_
             if max_cost is not None:
                 ok = np.flatnonzero(self.llm_costs_ <= max_cost)
                 cand = ok if cand is None else np.intersect1d(cand, ok)
                 if len(cand) == 0:
                     raise ConfigError(f"no candidate LLM costs <= max_cost={max_cost}")
+        if own_trade:  # the router's own cost trade (e.g. auto's guard per cost weight)
+            return topk_scores(self.score(prompts, show_progress, cost_weight=w), k, cand,
+                               self.tie_rank_)
         if self.factorized and self.needs_text and not self.needs_truth:
             X = self.features(prompts, show_progress)
             if X.shape[0] == 0:
