@@ -644,7 +644,7 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
                                   "validation prompts (--val, else a share of the training "
                                   "prompts; grids: llmrec.routers.tuning.DEFAULT_GRIDS)")):
     from .data.records import PerformanceRecords
-    from .routers import ROUTERS, available_routers, make_router
+    from .routers import ROUTERS, make_router
     if out is None and not dry_run:
         raise ConfigError("--out is required (the model directory to write), or pass "
                           "--dry-run to only estimate the cost")

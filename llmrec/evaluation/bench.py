@@ -8,7 +8,6 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.records import PerformanceRecords
-from ..data.splits import Split, split_from_indices
+from ..data.splits import split_from_indices
 from ..errors import ConfigError, LLMRecError
 from . import metrics as M
 
