@@ -36,13 +36,18 @@ def split():
     return rec.select_prompts(range(900)), rec.select_prompts(range(900, 1200))
 
 
-def test_no_signal_equals_best_single():
-    """Scores independent of the prompt: the guard keeps the best single LLM."""
+def _no_signal():
+    """(train, test) whose scores do not depend on the prompt; synthetic LLM prices."""
     base = make_synthetic(800, 5, n_topics=4, seed=7)
     rng = np.random.default_rng(7)
     Y = (rng.random((800, 5)) < np.array([0.50, 0.58, 0.62, 0.55, 0.45])).astype(np.float32)
     rec = PerformanceRecords(Y, base.prompts, base.llms)
-    train, test = rec.select_prompts(range(640)), rec.select_prompts(range(640, 800))
+    return rec.select_prompts(range(640)), rec.select_prompts(range(640, 800))
+
+
+def test_no_signal_equals_best_single():
+    """Scores independent of the prompt: the guard keeps the best single LLM."""
+    train, test = _no_signal()
     auto = make_router("auto").fit(train, encoder=small_encoder())
     single = make_router("best-single").fit(train)
     assert auto.tuning_["full"]["margin"] is None and auto.tuning_["text"]["margin"] is None
@@ -173,11 +178,7 @@ def test_cost_guard_no_signal_keeps_the_best_single_llm_at_each_cost_weight():
     the best single LLM by mean score minus weighted cost (what best-single ranks by),
     on metadata and on plain text; where it passes by chance (near a weight at which
     two LLMs' utilities tie) it costs next to no utility on held-out prompts."""
-    base = make_synthetic(800, 5, n_topics=4, seed=7)
-    rng = np.random.default_rng(7)
-    Y = (rng.random((800, 5)) < np.array([0.50, 0.58, 0.62, 0.55, 0.45])).astype(np.float32)
-    rec = PerformanceRecords(Y, base.prompts, base.llms)
-    train, test = rec.select_prompts(range(640)), rec.select_prompts(range(640, 800))
+    train, test = _no_signal()
     auto = make_router("auto").fit(train, encoder=small_encoder())
     single = make_router("best-single").fit(train)
     c = auto.llm_costs_
