@@ -210,6 +210,9 @@ def test_cost_guard_routes_and_never_costs_utility(split):
     assert np.ptp(c) > 0 and auto.cost_grid_ is not None
     routed = [g for g in auto.tuning_["full"]["cost_guard"] if g["margin"] is not None]
     assert routed and all(g["lcb"] > 0 for g in routed)
+    from llmrec.routers.tuning import describe_tuning
+    assert f"with cost_weight: routes at {len(routed)} of 17 cost weights" in \
+        describe_tuning(auto)
     wins = 0
     for w in auto.cost_grid_[::4]:
         a = _utility(auto.recommend_ids(test, k=1, cost_weight=w)[0][:, 0], test, c, w)

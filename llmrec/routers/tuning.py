@@ -213,6 +213,12 @@ def describe_tuning(router: Router) -> str | None:
                 m = t[v]["margin"]
                 parts.append(f"{v} stack: " + ("stays on the best single LLM" if m is None
                                                else f"routes when the predicted gain > {m:.4g}"))
+        cg = t.get("full", {}).get("cost_guard")
+        if cg:
+            n_routes = sum(g["margin"] is not None for g in cg)
+            parts.append(f"with cost_weight: routes at {n_routes} of {len(cg)} cost weights "
+                         f"({cg[0]['cost_weight']:.3g}..{cg[-1]['cost_weight']:.3g}), else "
+                         "the best single LLM at that weight")
         return (f"auto: best single LLM {t['base_llm']}; " + "; ".join(parts)
                 + f"; candidates {', '.join(t['candidates'])}; tuned on {t['tuned_on']} "
                 f"in {t['seconds']:.1f} s")
