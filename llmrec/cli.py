@@ -833,7 +833,8 @@ def recommend(prompts: List[str] = typer.Argument(None, help="prompt texts"),
               candidates: Optional[str] = typer.Option(None, "--candidates",
                                                        help="comma-separated LLM names"),
               cost_weight: float = typer.Option(0.0, "--cost-weight",
-                                                help="rank by score - w x cost"),
+                                                help="rank by score - w x cost (auto: its "
+                                                     "no-regret guard at that weight)"),
               as_json: bool = typer.Option(False, "--json", help="JSON lines output"),
               no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP)):
     texts = list(prompts or [])
