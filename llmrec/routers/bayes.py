@@ -30,6 +30,12 @@ class BayesLinearRouter(Router):
     ----------
     alpha : float
         Prior precision (ridge penalty) of the feature weights and the intercept.
+    n_components : int, optional
+        Project the prompt features onto their first ``n_components`` principal
+        components (PCA fitted on the training prompts' features, no labels) before
+        the regression. The posterior of a linear bandit narrows in proportion to the
+        feature dimension, so on few logged decisions a low-dimensional model stops
+        exploring sooner (``bench_bandits.py``, docs/bandits.md). None: all features.
 
     Examples
     --------
@@ -43,8 +49,9 @@ class BayesLinearRouter(Router):
     name = "linear-bayes"
     supports_sample_weight = True
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0, n_components: int | None = None):
         self.alpha = alpha
+        self.n_components = n_components
 
     def _fit(self, records, X, val, X_val):
         self._fit_weighted(records, X, val, X_val, records.observed_dense().astype(float))
@@ -55,7 +62,22 @@ class BayesLinearRouter(Router):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         dense = records.dense(fill=0.0).astype(np.float64)
         W = np.asarray(weight, dtype=np.float64)
-        Xb = np.hstack([np.asarray(X, np.float64), np.ones((X.shape[0], 1))])
+        X = np.asarray(X, np.float64)
+        self.proj_mean_ = self.proj_ = None
+        if self.n_components is not None:
+            k = int(self.n_components)
+            if k < 1:
+                raise ConfigError(f"n_components must be >= 1 or None, got "
+                                  f"{self.n_components}")
+            from sklearn.decomposition import PCA
+            seen = X[(W > 0).any(axis=1)]
+            k = min(k, X.shape[1], max(1, seen.shape[0] - 1))
+            if seen.shape[0] > 1:
+                pca = PCA(n_components=k, random_state=0).fit(seen)
+                self.proj_mean_ = pca.mean_.astype(np.float32)
+                self.proj_ = pca.components_.T.astype(np.float32)
+            X = self._project(X).astype(np.float64)
+        Xb = np.hstack([X, np.ones((X.shape[0], 1))])
         d = Xb.shape[1]
         m = dense.shape[1]
         total = W.sum()
@@ -81,7 +103,13 @@ class BayesLinearRouter(Router):
         self.sigma_ = float(np.sqrt(sq / n_eff)) if n_eff > 0 else 1.0
         self.n_weight_ = W.sum(axis=0).astype(np.float32)
 
+    def _project(self, X):
+        if getattr(self, "proj_", None) is None:
+            return X
+        return (np.asarray(X, np.float32) - self.proj_mean_) @ self.proj_
+
     def _aug(self, X):
+        X = self._project(X)
         return np.hstack([np.asarray(X, np.float32), np.ones((X.shape[0], 1), np.float32)])
 
     def _score(self, X, prompts, n):
@@ -98,8 +126,10 @@ class BayesLinearRouter(Router):
         return self.sigma_ * np.sqrt(np.maximum(out, 0.0))
 
     def _get_state(self):
-        return ({"mean": self.mean_, "sigma": self.sigma_},
-                {"coef": self.coef_, "ainv": self.ainv_, "n_weight": self.n_weight_})
+        arrays = {"coef": self.coef_, "ainv": self.ainv_, "n_weight": self.n_weight_}
+        if getattr(self, "proj_", None) is not None:
+            arrays.update(proj=self.proj_, proj_mean=self.proj_mean_)
+        return {"mean": self.mean_, "sigma": self.sigma_}, arrays
 
     def _set_state(self, state, arrays):
         for k in ("coef", "ainv", "n_weight"):
@@ -110,3 +140,5 @@ class BayesLinearRouter(Router):
         self.n_weight_ = arrays["n_weight"].astype(np.float32)
         self.mean_ = float(state["mean"])
         self.sigma_ = float(state["sigma"])
+        self.proj_ = arrays["proj"].astype(np.float32) if "proj" in arrays else None
+        self.proj_mean_ = arrays["proj_mean"].astype(np.float32) if "proj" in arrays else None
