@@ -34,7 +34,9 @@ from llmrec.evaluation.replay import (ope_accuracy, plot_replay, replay, replay_
 # The learners compared, fixed before any run (never tuned on the held-out prompts).
 # alpha=30 and Thompson sampling were picked on a TF-IDF development run on MMLU-Pro
 # (split seed 100, alpha in {10, 30, 100} x {thompson, ucb:beta=1, epsilon-greedy:eps=0.05});
-# the benchmark seeds (0-4) and the MiniLM features were not looked at.
+# the benchmark seeds (0-4) and the MiniLM features were not looked at. n_components=16
+# (--n-components) was picked on MiniLM development splits 100-102 of RouterDC and
+# MMLU-Pro (K in {all, 16, 32, 64}, Thompson; benchmark seeds not looked at).
 OURS = [("linear-bayes", {"alpha": 30.0}, "thompson", "ips"),
         ("linear-bayes", {"alpha": 30.0}, "thompson", "none"),
         ("linear-bayes", {"alpha": 30.0}, "epsilon-greedy:eps=0.05", "ips")]
@@ -72,8 +74,9 @@ def run_replay(rec, X, seeds, retrain_every, out: Path, ours=None, vw=True) -> d
             t0 = time.time()
             r = replay(rec, X, router, params, policy=pol, retrain_every=retrain_every,
                        seed=seed, weighting=weighting, split=split)
-            r.name = f"{router}+{r.summary['policy']}" + ("" if weighting == "ips"
-                                                          else " (unweighted)")
+            pca = f"(pca {params['n_components']})" if params.get("n_components") else ""
+            r.name = f"{router}{pca}+{r.summary['policy']}" + ("" if weighting == "ips"
+                                                               else " (unweighted)")
             r.summary["name"] = r.name
             r.summary["wall_s"] = time.time() - t0
             results.append(r)
@@ -171,6 +174,10 @@ def main():
     ap.add_argument("--tag", default="")
     ap.add_argument("--policies", nargs="*", default=None,
                     help="replay: only linear-bayes (alpha 30, IPS weights) with these policies")
+    ap.add_argument("--n-components", type=int, nargs="*", default=None,
+                    help="replay with --policies: run each policy with linear-bayes on the "
+                         "features' first K principal components, for each K (0: all "
+                         "features)")
     ap.add_argument("--no-vw", action="store_true", help="replay: skip Vowpal Wabbit")
     args = ap.parse_args()
     t0 = time.time()
@@ -180,8 +187,10 @@ def main():
           flush=True)
     out = HERE / "bandits" / f"{args.job}-{args.data}{args.tag}"
     if args.job == "replay":
+        ks = args.n_components or [0]
         ours = None if args.policies is None else [
-            ("linear-bayes", {"alpha": 30.0}, p, "ips") for p in args.policies]
+            ("linear-bayes", {"alpha": 30.0, **({"n_components": k} if k else {})}, p, "ips")
+            for k in ks for p in args.policies]
         res = run_replay(rec, X, args.seeds, args.retrain_every, out, ours, not args.no_vw)
     else:
         res = run_ope(rec, X, args.seeds, out, logging_policy=args.logging_policy,
