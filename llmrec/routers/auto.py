@@ -341,11 +341,9 @@ class AutoRouter(Router):
         pm = np.nan_to_num(prompt_means(records))
         target = np.where(obs, dense - pm[:, None], 0.0).astype(np.float32)
         llm_mean = records.llm_summary()["mean_score"].to_numpy(dtype=np.float64)
-        key = np.where(np.isnan(llm_mean), -np.inf, llm_mean)
-        best = np.flatnonzero(key == key.max())  # ties: the first name (the tie rule)
-        base = int(min(best, key=lambda j: str(self.llms_["name"].iloc[j])))
-        self.base_llm_ = base
         self.llm_mean_ = np.where(np.isnan(llm_mean), -np.inf, llm_mean).astype(np.float32)
+        base = self._base_at(0.0, llm_mean)  # ties: the first name (the tie rule)
+        self.base_llm_ = base
 
         # out-of-fold predictions
         k = min(int(self.n_folds), n)
@@ -476,10 +474,10 @@ class AutoRouter(Router):
         sd = float(np.std(dense[obs])) if obs.any() else 0.0
         return self._COST_GRID * (sd if sd > 0 else 1.0) / spread
 
-    def _base_at(self, w: float) -> int:
+    def _base_at(self, w: float, means: np.ndarray | None = None) -> int:
         """The best single LLM of the training prompts by mean score - w x cost (ties:
-        the first name)."""
-        u = self.llm_mean_.astype(np.float64)
+        the first name); ``means`` defaults to the saved ``llm_mean_``."""
+        u = (self.llm_mean_ if means is None else means).astype(np.float64)
         if w:
             u = u - float(w) * np.nan_to_num(self.llm_costs_.astype(np.float64), nan=np.inf)
         u = np.where(np.isnan(u), -np.inf, u)
