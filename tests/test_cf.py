@@ -201,3 +201,48 @@ def test_bpr_bounds_its_sgd_updates(synth_split):
     assert r.iterations_ == 1  # at least one epoch
     with pytest.raises(ConfigError, match="max_updates"):
         make_router("bpr", max_updates=0).fit(train, encoder=small_encoder())
+
+
+def test_auto_map_penalty_is_ridgecv_choice():
+    """map_alpha="auto": the penalty leave-one-out picks, and the map is that ridge."""
+    from sklearn.linear_model import Ridge, RidgeCV
+    from llmrec.routers.coldstart import MAP_ALPHAS
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 40)).astype(np.float32)
+    # signal in two features, the rest noise: leave-one-out wants a real penalty
+    U = (X[:, :2] @ rng.normal(size=(2, 3)) + rng.normal(scale=3.0, size=(200, 3))
+         ).astype(np.float32)
+    m = FeatureToFactorMap("ridge", alpha="auto").fit(X, U)
+    want = RidgeCV(alphas=MAP_ALPHAS).fit(X, U).alpha_
+    assert m.alpha_ == want and m.alpha_ >= 10.0
+    np.testing.assert_allclose(m.predict(X), Ridge(alpha=want).fit(X, U).predict(X),
+                               rtol=1e-4, atol=1e-4)
+    # a noiseless linear map: the smallest penalty
+    exact = FeatureToFactorMap("ridge", alpha="auto").fit(X, X[:, :3] * 2.0)
+    assert exact.alpha_ == min(MAP_ALPHAS)
+    # a fixed penalty is used as given; the MLP's "auto" is its fixed default
+    assert FeatureToFactorMap("ridge", alpha=3.0).fit(X, U).alpha_ == 3.0
+    assert FeatureToFactorMap("mlp", alpha="auto", max_iter=5).fit(X, U).alpha_ == 1.0
+    assert FeatureToFactorMap("knn", alpha="auto").fit(X, U).alpha_ is None
+
+
+@pytest.mark.parametrize("name", ["als", "bpr"])
+def test_routers_choose_map_penalty_and_keep_it(synth_split, tmp_path, name):
+    train, test = synth_split
+    r = make_router(name, factors=8, iterations=10).fit(train, encoder=small_encoder())
+    from llmrec.routers.coldstart import MAP_ALPHAS
+    assert r.map_alpha == "auto" and r.map_alpha_ in MAP_ALPHAS
+    r.save(tmp_path / "m")
+    back = load_router(tmp_path / "m")
+    assert back.map_alpha_ == r.map_alpha_
+    np.testing.assert_array_equal(back.score(test.texts), r.score(test.texts))
+    fixed = make_router(name, factors=8, iterations=10, map_alpha=2.5).fit(
+        train, encoder=small_encoder())
+    assert fixed.map_alpha_ == 2.5
+
+
+@pytest.mark.parametrize("bad", ["big", -1.0, float("nan"), None])
+def test_bad_map_alpha_names_the_setting(synth_split, bad):
+    with pytest.raises(ConfigError, match="map_alpha must be 'auto' or a number"):
+        make_router("als", factors=4, iterations=2, map_alpha=bad).fit(
+            synth_split[0], encoder=small_encoder())

@@ -81,8 +81,9 @@ class _ImplicitMFRouter(Router):
             raise ConfigError(f"factors must be >= 1, got {self.factors}")
         if int(self.iterations) < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
-        from .coldstart import _check_kind
+        from .coldstart import _check_alpha, _check_kind
         _check_kind(self.user_map)
+        _check_alpha(self.map_alpha)
 
     def _success(self, records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, weights, is_success) of every observed record, in the records'
@@ -106,6 +107,8 @@ class _ImplicitMFRouter(Router):
                               "and a failure, so no prompt factor was learned; give records "
                               "where LLMs differ")
         self.user_map_ = self._make_map().fit(X[keep], U[keep])
+        # the penalty the map used ("auto": the leave-one-out choice); None for knn
+        self.map_alpha_ = self.user_map_.alpha_
 
     def _user_vectors(self, X: np.ndarray) -> np.ndarray:
         Q = self.user_map_.predict(X)
@@ -127,7 +130,8 @@ class _ImplicitMFRouter(Router):
 
     def _get_state(self):
         return ({"feedback": getattr(self, "feedback_", None),
-                 "score_mean": getattr(self, "score_mean_", None)},
+                 "score_mean": getattr(self, "score_mean_", None),
+                 "map_alpha": getattr(self, "map_alpha_", None)},
                 {"item_factors": self.item_factors_, **self.user_map_.get_arrays("map_")})
 
     def _set_state(self, state, arrays):
@@ -135,6 +139,7 @@ class _ImplicitMFRouter(Router):
             self.feedback_ = dict(state["feedback"])
         if state.get("score_mean") is not None:
             self.score_mean_ = float(state["score_mean"])
+        self.map_alpha_ = state.get("map_alpha")  # None in models saved before it existed
         if "item_factors" not in arrays:
             raise ModelFormatError("saved router lacks item_factors; save it again")
         self.item_factors_ = arrays["item_factors"].astype(np.float32)
@@ -167,8 +172,10 @@ class ALSRouter(_ImplicitMFRouter):
         ``success_threshold`` is given.
     user_map : {"ridge", "mlp", "knn"}
         Map from prompt features to user factors for new prompts.
-    map_alpha : float
-        L2 penalty of the ridge / MLP map.
+    map_alpha : float or "auto"
+        L2 penalty of the ridge / MLP map. ``"auto"`` (default): the ridge map
+        picks it from 0.1, 1, 10, 100, 1000 by leave-one-out error on the training
+        prompts (``map_alpha_`` after fitting; the MLP map uses 1.0).
     map_k : int
         Neighbours of the kNN fold-in.
     new_llm_prior : float
@@ -223,7 +230,7 @@ class ALSRouter(_ImplicitMFRouter):
     def __init__(self, factors: int = 32, regularization: float = 0.1, alpha: float = 2.0,
                  neg_alpha: float | None = None, iterations: int = 15,
                  success_threshold: float | None = None, user_map: str = "ridge",
-                 map_alpha: float = 1.0, map_k: int = 20, new_llm_prior: float = 0.1,
+                 map_alpha: float | str = "auto", map_k: int = 20, new_llm_prior: float = 0.1,
                  random_state: int = 0, backend: str = "auto",
                  spark_master: str = "local[2]", spark_partitions: int | None = None,
                  feedback: str | None = None):
@@ -454,7 +461,8 @@ class BPRRouter(_ImplicitMFRouter):
     success_threshold : float, optional
         Explicit success threshold; None derives successes from the score kind.
     user_map : {"ridge", "mlp", "knn"}
-    map_alpha : float
+    map_alpha : float or "auto"
+        As in :class:`ALSRouter`.
     map_k : int
     random_state : int
     feedback : {"relative", "threshold"}, optional
@@ -476,7 +484,7 @@ class BPRRouter(_ImplicitMFRouter):
     def __init__(self, factors: int = 32, learning_rate: float = 0.05,
                  regularization: float = 0.01, iterations: int = 100,
                  success_threshold: float | None = None, user_map: str = "ridge",
-                 map_alpha: float = 1.0, map_k: int = 20, random_state: int = 0,
+                 map_alpha: float | str = "auto", map_k: int = 20, random_state: int = 0,
                  feedback: str | None = None, max_updates: int | None = 200_000_000):
         self.feedback = feedback
         self.max_updates = max_updates

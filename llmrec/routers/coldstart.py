@@ -5,7 +5,10 @@ prompt. At serving time every prompt is new, so these routers learn a second,
 small model from the training prompts' features to their factors and use it to
 place a new prompt in the factor space:
 
-* ``"ridge"``: multi-output ridge regression (scikit-learn :class:`~sklearn.linear_model.Ridge`).
+* ``"ridge"``: multi-output ridge regression (scikit-learn :class:`~sklearn.linear_model.Ridge`);
+  with ``alpha="auto"`` its penalty is picked from :data:`MAP_ALPHAS` by efficient
+  leave-one-out cross-validation on the training prompts
+  (:class:`~sklearn.linear_model.RidgeCV`, one penalty for all factors).
 * ``"mlp"``: a small multi-layer perceptron (scikit-learn
   :class:`~sklearn.neural_network.MLPRegressor`, ReLU hidden layer).
 * ``"knn"``: fold-in by neighbours: the mean factor vector of the ``k`` training
@@ -23,6 +26,25 @@ import numpy as np
 from ..errors import ConfigError, ModelFormatError, NotFittedError
 
 USER_MAPS = ("ridge", "mlp", "knn")
+#: penalties ``alpha="auto"`` chooses from (ridge map)
+MAP_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+#: the MLP's penalty under ``alpha="auto"`` (no search: one MLP fit per point is dear)
+MLP_AUTO_ALPHA = 1.0
+
+
+def _check_alpha(alpha) -> float | str:
+    """``"auto"`` or a float >= 0, else a ConfigError naming the setting."""
+    if isinstance(alpha, str):
+        if alpha == "auto":
+            return alpha
+        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}")
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}") from None
+    if not np.isfinite(a) or a < 0:
+        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}")
+    return a
 
 
 def _check_kind(kind: str) -> str:
@@ -37,8 +59,10 @@ class FeatureToFactorMap:
     Parameters
     ----------
     kind : {"ridge", "mlp", "knn"}
-    alpha : float
-        L2 penalty (ridge and mlp).
+    alpha : float or "auto"
+        L2 penalty (ridge and mlp). ``"auto"``: the ridge map picks it from
+        :data:`MAP_ALPHAS` by leave-one-out error on the training prompts (``alpha_``
+        after fitting); the MLP uses :data:`MLP_AUTO_ALPHA`.
     k : int
         Neighbours averaged by ``knn``.
     hidden : int
@@ -58,6 +82,8 @@ class FeatureToFactorMap:
     True
     >>> FeatureToFactorMap("knn", k=1).fit(X, U).predict(X[:2]).shape
     (2, 2)
+    >>> FeatureToFactorMap("ridge", alpha="auto").fit(X, U).alpha_
+    0.1
     """
 
     def __init__(self, kind: str = "ridge", alpha: float = 1.0, k: int = 10, hidden: int = 64,
@@ -77,12 +103,19 @@ class FeatureToFactorMap:
         if X.ndim != 2 or U.ndim != 2 or X.shape[0] != U.shape[0] or X.shape[0] == 0:
             raise ConfigError(f"cannot fit a feature map from X {X.shape} to factors {U.shape}; "
                               "need one feature row per factor row")
+        alpha = _check_alpha(self.alpha)
         self.n_features_in_ = X.shape[1]
+        self.alpha_ = None
         if self.kind == "ridge":
-            from sklearn.linear_model import Ridge
-            if self.alpha < 0:
-                raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
-            r = Ridge(alpha=self.alpha).fit(X, U)
+            from sklearn.linear_model import Ridge, RidgeCV
+            if alpha == "auto" and X.shape[0] >= 3:
+                # efficient leave-one-out (generalised CV) over the grid, one penalty
+                # for every factor: scikit-learn solves all of it from one SVD of X
+                r = RidgeCV(alphas=MAP_ALPHAS).fit(X, U)
+                self.alpha_ = float(r.alpha_)
+            else:
+                self.alpha_ = 1.0 if alpha == "auto" else alpha
+                r = Ridge(alpha=self.alpha_).fit(X, U)
             self.weights_ = [np.asarray(r.coef_, np.float32).T.reshape(X.shape[1], -1)]
             self.biases_ = [np.asarray(r.intercept_, np.float32).reshape(-1)]
         elif self.kind == "mlp":
@@ -92,7 +125,8 @@ class FeatureToFactorMap:
             # standardise targets so the MLP's default learning rate suits any factor scale
             self.u_mean_ = U.mean(axis=0)
             self.u_std_ = np.maximum(U.std(axis=0), 1e-6)
-            mlp = MLPRegressor(hidden_layer_sizes=(int(self.hidden),), alpha=self.alpha,
+            self.alpha_ = MLP_AUTO_ALPHA if alpha == "auto" else alpha
+            mlp = MLPRegressor(hidden_layer_sizes=(int(self.hidden),), alpha=self.alpha_,
                                max_iter=int(self.max_iter), early_stopping=X.shape[0] >= 50,
                                random_state=self.random_state)
             import warnings
