@@ -303,6 +303,50 @@ def markdown(res: dict, cmd: str, secs: float) -> str:
     return "\n".join(lines)
 
 
+def merge_rows(old: dict, new: dict, cmd: str) -> dict:
+    """The saved table with the rows of ``new`` (a partial re-run on the same seeds,
+    encoder and therefore splits) put in place of the old ones; best-single must come
+    out identical, which checks that the splits are the same."""
+    om, nm = old["meta"], new["meta"]
+    for key in ("data", "encoder", "seeds"):
+        if om.get(key) != nm.get(key):
+            raise SystemExit(f"--update: the saved table has {key}={om.get(key)!r}, this run "
+                             f"{nm.get(key)!r}; re-run the whole table instead")
+    if not np.allclose(old["table"]["best-single"]["mu_mean"],
+                       new["table"]["best-single"]["mu_mean"]):
+        raise SystemExit("--update: best-single differs from the saved table, so the splits "
+                         "differ; re-run the whole table instead")
+    table = dict(old["table"])
+    tail = {k: table.pop(k) for k in ("oracle",) if k in table}
+    for label, row in new["table"].items():
+        table[label] = row
+    table.update(tail)
+    meta = dict(om)
+    for key in ("auto_tuning", "auto_cv_tuning"):
+        if nm.get(key):  # auto re-run (the run's meta always holds an empty list)
+            meta[key] = nm[key]
+    rerun = [k for k in new["table"] if k != "best-single"]
+    meta["updates"] = list(om.get("updates", [])) + [{
+        "rows": rerun, "cmd": cmd,
+        "utc": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M}"}]
+    return {"meta": meta, "table": table}
+
+
+def keep_command_line(tag: str, md: str, res: dict) -> str:
+    """A merged table keeps the command line of the run that made it and says which
+    rows were re-run since, with what."""
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    m = re.search(rf"<!-- bench_quality:{re.escape(tag)} -->.*?(Command: [^\n]*)", text, re.S)
+    lines = md.split("\n")
+    i = next(k for k, line in enumerate(lines) if line.startswith("Command: "))
+    if m:
+        lines[i] = m.group(1)
+    notes = [f"Rows {', '.join(u['rows'])} re-run {u['utc']} UTC with `{u['cmd']}` (same "
+             "seeds and splits; best-single identical)." for u in res["meta"]["updates"]]
+    return "\n".join(lines[:i + 1] + [""] + notes + lines[i + 1:])
+
+
 def write_results(data: str, md: str) -> None:
     path = HERE / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
@@ -340,6 +384,10 @@ def main(argv=None):
                     help="with --encoder minilm/union: encode prompts missing from the "
                          "MiniLM cache ($LLMREC_CACHE/emb) instead of stopping")
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--update", action="store_true",
+                    help="re-run only --routers (and best-single) on the same seeds and "
+                         "encoder as the saved table and replace those rows, keeping the "
+                         "others; the table says which rows were re-run and when")
     args = ap.parse_args(argv)
     routers = [r for r in args.routers.split(",") if r]
     unknown = [r for r in routers if r not in ROUTERS]
@@ -355,10 +403,14 @@ def main(argv=None):
     out = HERE / "quality"
     out.mkdir(exist_ok=True)
     tag = args.data if args.encoder == "tfidf" else f"{args.data}-{args.encoder}"
-    (out / f"{tag}.json").write_text(json.dumps(res, indent=1, default=float))
     cmd = "python benchmarks/bench_quality.py " + " ".join(argv if argv is not None
                                                            else sys.argv[1:])
+    if args.update:
+        res = merge_rows(json.loads((out / f"{tag}.json").read_text()), res, cmd.strip())
+    (out / f"{tag}.json").write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res, cmd.strip(), secs)
+    if args.update:
+        md = keep_command_line(tag, md, res)
     print(md)
     if not args.no_write:
         write_results(tag, md)
