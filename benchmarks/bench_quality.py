@@ -26,6 +26,11 @@ single LLM, as a fraction of its cost). With two LLMs: APGR.
 
 Results go to ``benchmarks/quality/<data>.json`` and the table to
 ``benchmarks/RESULTS.md`` between ``<!-- bench_quality:<data> -->`` markers.
+
+A change that touches a few routers re-runs their rows only:
+``--routers als,bpr --update`` fits those routers (and best-single, which must match
+the saved table: same seeds, same splits) and replaces their rows in the saved JSON
+and table, which then says which rows were re-run, when and with what command.
 """
 
 from __future__ import annotations
@@ -62,15 +67,19 @@ ROUTERS = {
     "als": ("als", {}),
     "bpr": ("bpr", {}),
     "lightfm": ("lightfm", {"epochs": 5}),
+    # the neural CF routers (early stopping on the validation prompts); ask with --routers
+    "textmf": ("textmf", {}),
+    "twotower": ("twotower", {}),
     "auto": ("auto", {}),
     # auto as `llmrec fit` runs it without --val: fitted on the training and validation
     # prompts together, its guard tuned by cross-validated stacking on all of them
     "auto (cv)": ("auto", {}),
     "oracle": ("oracle", {}),
 }
-# lightfm is left out of the default run: with dense features it is the slowest by
-# far on the shared box (ask for it with --routers)
-DEFAULT_ROUTERS = [r for r in ROUTERS if r != "lightfm"]
+# lightfm, textmf and twotower are left out of the default run: with dense features
+# they are the slowest by far on the shared box (ask for them with --routers, e.g.
+# --routers lightfm,textmf,twotower --update to add their rows to a saved table)
+DEFAULT_ROUTERS = [r for r in ROUTERS if r not in ("lightfm", "textmf", "twotower")]
 #: fitted on train + val without val_records (the router tunes on its own folds)
 NO_VAL = {"auto (cv)"}
 DATASETS = ("mmlu-pro", "routerdc", "llmrouter", "routerbench", "routellm-mmlu",
