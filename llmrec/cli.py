@@ -138,6 +138,8 @@ def _kind(v) -> str:
         return "a number"
     if isinstance(v, (tuple, list)):
         return "a list such as (64, 32)"
+    if v == "auto":
+        return "'auto' or a number"
     return "text"
 
 
@@ -152,6 +154,8 @@ def _fits(default, value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, (tuple, list)):
         return isinstance(value, (tuple, list))
+    if default == "auto":  # "auto or a value" (map_alpha): a number fits too
+        return isinstance(value, (str, int, float)) and not isinstance(value, bool)
     if isinstance(default, str):
         return isinstance(value, str)
     return True
@@ -752,6 +756,9 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
     from .routers.tuning import describe_tuning
     if describe_tuning(r):
         _echo(describe_tuning(r))
+    if getattr(r, "map_alpha", None) == "auto" and getattr(r, "map_alpha_", None) is not None:
+        _echo(f"{r.name}: cold-prompt map penalty {r.map_alpha_:g}, chosen by leave-one-out "
+              "on the training prompts (map_alpha=auto)")
     r.save(out)
     (out / "fit_info.json").write_text(json.dumps(
         {"data": data_specs, "router": router, "params": _jsonable(params),

@@ -312,3 +312,18 @@ def test_real_data_fit_evaluate_recommend(shared_data, tmp_path, monkeypatch, ca
     out = json.loads(capsys.readouterr().out)
     assert out["llms"][0]["name"] in ("gpt-4-1106-preview",
                                       "mistralai/Mixtral-8x7B-Instruct-v0.1")
+
+
+def test_fit_prints_the_chosen_map_penalty(small, capsys):
+    d, _ = small
+    assert call("fit", "--data", d / "small.csv", "--router", "als", "--param", "factors=4",
+                "--param", "iterations=3", "--out", d / "als") == 0
+    out = capsys.readouterr().out
+    assert "als: cold-prompt map penalty" in out and "leave-one-out" in out
+    assert f"penalty {load_router(d / 'als').map_alpha_:g}," in out
+    assert call("fit", "--data", d / "small.csv", "--router", "als", "--param", "factors=4",
+                "--param", "map_alpha=2", "--out", d / "als2") == 0
+    assert "map penalty" not in capsys.readouterr().out
+    assert call("fit", "--data", d / "small.csv", "--router", "als", "--param",
+                "map_alpha=big", "--out", d / "als3") == 2
+    assert "map_alpha must be 'auto' or a number" in capsys.readouterr().err
