@@ -756,7 +756,7 @@ def fit(data: List[str] = typer.Option(..., "--data", help="dataset name or path
     from .routers.tuning import describe_tuning
     if describe_tuning(r):
         _echo(describe_tuning(r))
-    if getattr(r, "map_alpha", None) == "auto" and getattr(r, "map_alpha_", None) is not None:
+    if getattr(r, "map_alpha", None) == "auto" and getattr(r, "user_map", None) == "ridge":
         _echo(f"{r.name}: cold-prompt map penalty {r.map_alpha_:g}, chosen by leave-one-out "
               "on the training prompts (map_alpha=auto)")
     r.save(out)

@@ -327,3 +327,7 @@ def test_fit_prints_the_chosen_map_penalty(small, capsys):
     assert call("fit", "--data", d / "small.csv", "--router", "als", "--param",
                 "map_alpha=big", "--out", d / "als3") == 2
     assert "map_alpha must be 'auto' or a number" in capsys.readouterr().err
+    # the MLP map does not search its penalty: nothing to report
+    assert call("fit", "--data", d / "small.csv", "--router", "als", "--param", "factors=4",
+                "--param", "user_map=mlp", "--out", d / "als4") == 0
+    assert "map penalty" not in capsys.readouterr().out

@@ -62,7 +62,7 @@ class FeatureToFactorMap:
     alpha : float or "auto"
         L2 penalty (ridge and mlp). ``"auto"``: the ridge map picks it from
         :data:`MAP_ALPHAS` by leave-one-out error on the training prompts (``alpha_``
-        after fitting); the MLP uses :data:`MLP_AUTO_ALPHA`.
+        after fitting; 1.0 below three prompts); the MLP uses :data:`MLP_AUTO_ALPHA`.
     k : int
         Neighbours averaged by ``knn``.
     hidden : int
