@@ -21,6 +21,7 @@ import difflib
 import inspect
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -138,8 +139,8 @@ def _kind(v) -> str:
         return "a number"
     if isinstance(v, (tuple, list)):
         return "a list such as (64, 32)"
-    if v == "auto":
-        return "'auto' or a number"
+    if isinstance(v, _TextOrNumber):
+        return "text or a number"
     return "text"
 
 
@@ -154,7 +155,7 @@ def _fits(default, value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, (tuple, list)):
         return isinstance(value, (tuple, list))
-    if default == "auto":  # "auto or a value" (map_alpha): a number fits too
+    if isinstance(default, _TextOrNumber):
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)
     if isinstance(default, str):
         return isinstance(value, str)
@@ -178,11 +179,25 @@ def _check_params(params: dict, defaults: dict, what: str, owner: str) -> dict:
     return params
 
 
+class _TextOrNumber(str):
+    """The text default of a parameter annotated to take a number too
+    (``map_alpha: float | str = "auto"``): its value may be either."""
+
+
 def _init_defaults(cls) -> dict:
+    """Each parameter's default, the type ``--param`` values are checked against; a
+    text default whose annotation also names a number accepts both."""
     sig = inspect.signature(cls.__init__)
-    return {n: (None if p.default is inspect.Parameter.empty else p.default)
-            for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    out = {}
+    for n, p in sig.parameters.items():
+        if n == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        d = None if p.default is inspect.Parameter.empty else p.default
+        ann = p.annotation if isinstance(p.annotation, str) else str(p.annotation)
+        if isinstance(d, str) and re.search(r"\b(float|int)\b", ann):
+            d = _TextOrNumber(d)
+        out[n] = d
+    return out
 
 
 def _router_params(router: str, items: List[str], what: str = "--param") -> dict:

@@ -331,3 +331,12 @@ def test_fit_prints_the_chosen_map_penalty(small, capsys):
     assert call("fit", "--data", d / "small.csv", "--router", "als", "--param", "factors=4",
                 "--param", "user_map=mlp", "--out", d / "als4") == 0
     assert "map penalty" not in capsys.readouterr().out
+
+
+def test_text_params_still_refuse_numbers(small, capsys):
+    """Only parameters annotated to take a number as well (map_alpha) accept one in
+    place of their text default; als' backend (also "auto" by default) does not."""
+    d, _ = small
+    assert call("fit", "--data", d / "small.csv", "--router", "als", "--param", "backend=3",
+                "--out", d / "x") == 2
+    assert "backend expects text" in capsys.readouterr().err
