@@ -224,6 +224,8 @@ def test_auto_map_penalty_is_ridgecv_choice():
     assert FeatureToFactorMap("ridge", alpha=3.0).fit(X, U).alpha_ == 3.0
     assert FeatureToFactorMap("mlp", alpha="auto", max_iter=5).fit(X, U).alpha_ == 1.0
     assert FeatureToFactorMap("knn", alpha="auto").fit(X, U).alpha_ is None
+    with pytest.raises(ConfigError, match="alpha must be 'auto' or a number"):
+        FeatureToFactorMap("ridge", alpha=-1.0).fit(X, U)
 
 
 @pytest.mark.parametrize("name", ["als", "bpr"])

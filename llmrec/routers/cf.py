@@ -83,7 +83,7 @@ class _ImplicitMFRouter(Router):
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         from .coldstart import _check_alpha, _check_kind
         _check_kind(self.user_map)
-        _check_alpha(self.map_alpha)
+        _check_alpha(self.map_alpha, "map_alpha")
 
     def _success(self, records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, weights, is_success) of every observed record, in the records'

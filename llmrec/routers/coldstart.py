@@ -32,18 +32,19 @@ MAP_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 MLP_AUTO_ALPHA = 1.0
 
 
-def _check_alpha(alpha) -> float | str:
-    """``"auto"`` or a float >= 0, else a ConfigError naming the setting."""
+def _check_alpha(alpha, name: str = "alpha") -> float | str:
+    """``"auto"`` or a float >= 0, else a ConfigError naming the setting ``name``."""
+    bad = ConfigError(f"{name} must be 'auto' or a number >= 0, got {alpha!r}")
     if isinstance(alpha, str):
         if alpha == "auto":
             return alpha
-        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}")
+        raise bad
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}") from None
+        raise bad from None
     if not np.isfinite(a) or a < 0:
-        raise ConfigError(f"map_alpha must be 'auto' or a number >= 0, got {alpha!r}")
+        raise bad
     return a
 
 
