@@ -125,6 +125,17 @@ def minilm_if_cached(rec, encode: bool = False):
     return enc
 
 
+def encoder_spec(rec, encoder: str, encode: bool = False):
+    """What ``shared_encoder`` gets for ``--encoder`` tfidf / minilm / union (the
+    fine-tuned ones are made per seed)."""
+    if encoder == "minilm":
+        return minilm_if_cached(rec, encode)
+    if encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics
+        from llmrec.encoders import UnionEncoder
+        return UnionEncoder(parts=[minilm_if_cached(rec, encode), "tfidf"])
+    return "tfidf"
+
+
 def finetuned(data: str, split, seed: int, ft_seconds: float, ft_epochs: float):
     """MiniLM fine-tuned on this seed's training prompts only (issue 12, item 5), through
     the embedding cache. The folder is kept per (data, seed, budget) and reused, so the
@@ -154,15 +165,7 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
         encode: bool = False, ft_seconds: float = 600.0, ft_epochs: float = 1.0) -> dict:
     rec = load(data)
     col = group_column(rec)
-    if encoder.endswith("-ft"):
-        enc_spec = None  # per seed, below
-    elif encoder == "minilm":
-        enc_spec = minilm_if_cached(rec, encode)
-    elif encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics
-        from llmrec.encoders import UnionEncoder
-        enc_spec = UnionEncoder(parts=[minilm_if_cached(rec, encode), "tfidf"])
-    else:
-        enc_spec = "tfidf"
+    enc_spec = None if encoder.endswith("-ft") else encoder_spec(rec, encoder, encode)
     per = {r: {"vb": [], "mu": [], "diff": [], "secs": [], "aiq": [], "iso": [], "apgr": [],
                "picks_ref": []} for r in routers}
     meta = {"data": data, "n_prompts": rec.n_prompts, "n_llms": rec.n_llms,
@@ -405,18 +408,22 @@ def main(argv=None):
     if "best-single" not in routers:
         routers = ["best-single"] + routers
     seeds = [int(s) for s in args.seeds.split(",")]
+    out = HERE / "quality"
+    out.mkdir(exist_ok=True)
+    tag = args.data if args.encoder == "tfidf" else f"{args.data}-{args.encoder}"
+    saved = out / f"{tag}.json"
+    if args.update and not saved.is_file():  # before minutes of fitting, not after
+        raise SystemExit(f"--update: no saved table {saved}; run the whole table first "
+                         "(without --update)")
     t0 = time.perf_counter()
     res = run(args.data, routers, seeds, args.encoder, args.encode, args.ft_seconds,
               args.ft_epochs)
     secs = time.perf_counter() - t0
-    out = HERE / "quality"
-    out.mkdir(exist_ok=True)
-    tag = args.data if args.encoder == "tfidf" else f"{args.data}-{args.encoder}"
     cmd = "python benchmarks/bench_quality.py " + " ".join(argv if argv is not None
                                                            else sys.argv[1:])
     if args.update:
-        res = merge_rows(json.loads((out / f"{tag}.json").read_text()), res, cmd.strip())
-    (out / f"{tag}.json").write_text(json.dumps(res, indent=1, default=float))
+        res = merge_rows(json.loads(saved.read_text()), res, cmd.strip())
+    saved.write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res, cmd.strip(), secs)
     if args.update:
         md = keep_command_line(tag, md, res)

@@ -52,13 +52,7 @@ def main(argv=None):
     ap.add_argument("--encoder", default="tfidf", choices=("tfidf", "minilm", "union"))
     args = ap.parse_args(argv)
     rec = BQ.load(args.data)
-    if args.encoder == "union":
-        from llmrec.encoders import UnionEncoder
-        spec = UnionEncoder(parts=[BQ.minilm_if_cached(rec), "tfidf"])
-    elif args.encoder == "minilm":
-        spec = BQ.minilm_if_cached(rec)
-    else:
-        spec = "tfidf"
+    spec = BQ.encoder_spec(rec, args.encoder)
     vb = {k: [] for k in VARIANTS}
     chosen = {k: [] for k in VARIANTS if k.endswith("auto")}
     t0 = time.perf_counter()

@@ -45,3 +45,10 @@ def test_merge_refuses_other_splits(bq):
     other["table"]["best-single"]["mu_mean"] = 0.7
     with pytest.raises(SystemExit, match="splits differ"):
         bq.merge_rows(old, other, "c")
+
+
+def test_update_without_a_saved_table_stops_before_fitting(bq, monkeypatch, tmp_path):
+    monkeypatch.setattr(bq, "HERE", tmp_path)
+    monkeypatch.setattr(bq, "run", lambda *a, **k: pytest.fail("fitted before checking"))
+    with pytest.raises(SystemExit, match="no saved table"):
+        bq.main(["--data", "routerdc", "--routers", "als", "--update"])
