@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -49,8 +48,8 @@ def features(rec, encoder: str) -> np.ndarray:
         from llmrec.encoders import TfidfEncoder
         return TfidfEncoder().fit(texts).encode(texts)
     from llmrec.encoders import make_encoder
-    from llmrec.encoders.cache import CachedEncoder
-    cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+    from llmrec.encoders.cache import CachedEncoder, default_cache_dir
+    cache = default_cache_dir()
     if encoder == "union":  # cached MiniLM + TF-IDF (SVD) + text statistics, as tfidf:
         # fitted on every text of the stream (no scores are read)
         from llmrec.encoders import UnionEncoder

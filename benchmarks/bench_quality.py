@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import re
 import sys
 import time
@@ -107,8 +106,8 @@ def minilm_if_cached(rec, encode: bool = False):
     """A cached MiniLM encoder when every prompt text of ``rec`` is in the shared cache
     (with ``encode``, the missing texts are encoded into it first)."""
     from llmrec.encoders import make_encoder
-    from llmrec.encoders.cache import CachedEncoder
-    cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+    from llmrec.encoders.cache import CachedEncoder, default_cache_dir
+    cache = default_cache_dir()
     enc = CachedEncoder(make_encoder("minilm"), cache)
     from llmrec.encoders.cache import text_key
     texts = list(dict.fromkeys(rec.texts))
@@ -140,10 +139,10 @@ def finetuned(data: str, split, seed: int, ft_seconds: float, ft_epochs: float):
     """MiniLM fine-tuned on this seed's training prompts only (issue 12, item 5), through
     the embedding cache. The folder is kept per (data, seed, budget) and reused, so the
     minilm-ft and union-ft runs of one seed share one fine-tune."""
-    from llmrec.encoders.cache import CachedEncoder
+    from llmrec.encoders.cache import CachedEncoder, cache_root
     from llmrec.encoders.finetune import FINETUNE_INFO, finetune_sentence_encoder
     from llmrec.encoders.sentence import SentenceTransformerEncoder
-    root = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec"))
+    root = cache_root()
     out = root / "finetuned" / f"{data}-seed{seed}-{int(ft_seconds)}s-{ft_epochs:g}ep"
     if (out / FINETUNE_INFO).is_file():
         enc = SentenceTransformerEncoder(model=str(out))

@@ -70,8 +70,8 @@ def make_encoder(kind: str):
     from llmrec.encoders import make_encoder as mk
     if kind == "tfidf":
         return "tfidf"
-    from llmrec.encoders.cache import CachedEncoder
-    cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+    from llmrec.encoders.cache import CachedEncoder, default_cache_dir
+    cache = default_cache_dir()
     return CachedEncoder(mk(kind), cache)
 
 

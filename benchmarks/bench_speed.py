@@ -61,8 +61,8 @@ def load_data(quick: bool):
         rec = rec.select_prompts(np.arange(3000))
     split = cold_prompt_split(rec, seed=42)
     if enc_name == "minilm":
-        from llmrec.encoders.cache import CachedEncoder
-        cache = Path(os.environ.get("LLMREC_CACHE", Path.home() / ".cache" / "llmrec")) / "emb"
+        from llmrec.encoders.cache import CachedEncoder, default_cache_dir
+        cache = default_cache_dir()
         enc = CachedEncoder(make_encoder("minilm"), cache)
     else:
         enc = make_encoder("tfidf").fit(split.train.texts)

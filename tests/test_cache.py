@@ -202,3 +202,28 @@ def test_cached_encoder_round_trips(tmp_path):
     assert isinstance(back, CachedEncoder) and back.fingerprint == tf.fingerprint
     assert back.shard_size == 7 and back.dim == tf.dim
     assert enc.encode([]).shape == (0, tf.dim)
+
+
+def test_cache_root_follows_llmrec_cache_then_xdg_then_home(monkeypatch, tmp_path):
+    from llmrec.encoders.cache import cache_root, default_cache_dir
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "mine"
+    assert default_cache_dir() == tmp_path / "mine" / "emb"
+    monkeypatch.delenv("LLMREC_CACHE")
+    assert cache_root() == tmp_path / "xdg" / "llmrec"
+    assert default_cache_dir() == tmp_path / "xdg" / "llmrec" / "emb"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "llmrec"
+
+
+def test_benchmarks_find_the_cache_where_the_cli_writes_it(monkeypatch, tmp_path):
+    # the benchmark scripts read embeddings from the directory `llmrec encode` fills,
+    # also when only XDG_CACHE_HOME is set (they used to spell the path by hand)
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "benchmarks"
+    for p in sorted(root.glob("*.py")):
+        src = p.read_text()
+        assert not re.search(r'"\.cache"\s*\)?\s*/\s*"llmrec"', src), p.name

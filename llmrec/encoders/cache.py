@@ -46,6 +46,23 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def cache_root() -> Path:
+    """llmrec's cache root: ``$LLMREC_CACHE``, else ``$XDG_CACHE_HOME/llmrec``, else
+    ``~/.cache/llmrec``. Embeddings live under ``emb/`` (:func:`default_cache_dir`);
+    the benchmarks keep fine-tuned encoders under ``finetuned/``.
+
+    Examples
+    --------
+    >>> cache_root().name != ""
+    True
+    """
+    env = os.environ.get("LLMREC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec"
+
+
 def default_cache_dir() -> Path:
     """Where the command line keeps embeddings: ``emb/`` under llmrec's cache root,
     ``$LLMREC_CACHE``, else ``$XDG_CACHE_HOME/llmrec``, else ``~/.cache/llmrec``.
@@ -55,11 +72,7 @@ def default_cache_dir() -> Path:
     >>> default_cache_dir().name != ""
     True
     """
-    env = os.environ.get("LLMREC_CACHE")
-    if env:
-        return Path(env).expanduser() / "emb"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmrec" / "emb"
+    return cache_root() / "emb"
 
 
 def _safe_dirname(fingerprint: str) -> str:
@@ -374,4 +387,4 @@ class CachedEncoder(Encoder):
         return f"CachedEncoder({self.encoder!r}, cache_dir={str(self.cache_dir)!r})"
 
 
-__all__ = ["EmbeddingCache", "CachedEncoder", "text_key", "default_cache_dir"]
+__all__ = ["EmbeddingCache", "CachedEncoder", "text_key", "cache_root", "default_cache_dir"]
