@@ -376,6 +376,10 @@ def write_results(data: str, md: str) -> None:
     else:
         text = text.replace("<!-- /bench_quality -->", block + "\n<!-- /bench_quality -->")
     path.write_text(text)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import targets_table  # the issue-12 target table is rebuilt from the saved tables
+    targets_table.write(path)
 
 
 def main(argv=None):
