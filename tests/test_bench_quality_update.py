@@ -8,13 +8,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bq():
-    spec = importlib.util.spec_from_file_location("bench_quality",
-                                                  ROOT / "benchmarks" / "bench_quality.py")
+def _script(name: str):
+    """A script of benchmarks/ loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def bq():
+    return _script("bench_quality")
 
 
 def _res(rows, seeds=(0, 1), auto=()):
@@ -54,18 +58,10 @@ def test_update_without_a_saved_table_stops_before_fitting(bq, monkeypatch, tmp_
         bq.main(["--data", "routerdc", "--routers", "als", "--update"])
 
 
-def _targets():
-    spec = importlib.util.spec_from_file_location("targets_table",
-                                                  ROOT / "benchmarks" / "targets_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_results_md_holds_the_target_table_of_the_saved_tables():
     # the issue-12 target table in RESULTS.md is what targets_table.py builds from the
     # saved quality/*.json tables: a re-run table that was not carried into it fails here
-    tt = _targets()
+    tt = _script("targets_table")
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     start, end = text.index(tt.START) + len(tt.START), text.index(tt.END)
     assert text[start:end].strip() == tt.markdown().strip(), \
@@ -74,7 +70,7 @@ def test_results_md_holds_the_target_table_of_the_saved_tables():
 
 def test_target_table_judges_never_below_on_every_seed(tmp_path, monkeypatch):
     import json
-    tt = _targets()
+    tt = _script("targets_table")
     q = tmp_path / "quality"
     q.mkdir()
     row = {"vb_mean": 1.01, "vb_std": 0.01, "vb": [1.02, 1.02, 0.99], "secs_mean": 3.0}
