@@ -190,6 +190,16 @@ def test_tune_router_picks_on_training_prompts_only():
                       params={"max_epochs": 30, "patience": 3}, encoder=small_encoder())
     assert 1 <= mlp.tuning_["chosen"]["max_epochs"] <= 30
 
+def test_every_default_grid_holds_the_routers_defaults():
+    # tuning can then only keep the defaults or find better on validation prompts
+    from llmrec.routers import make_router
+    from llmrec.routers.tuning import DEFAULT_GRIDS
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    for name, grid in DEFAULT_GRIDS.items():
+        r = make_router(name)
+        for param, values in grid.items():
+            assert norm(getattr(r, param)) in [norm(v) for v in values], (name, param)
+
 
 def test_mlp_per_prompt_centering_is_chosen_on_validation():
     rec = make_synthetic(500, 5, n_topics=3, seed=6, kind="graded")

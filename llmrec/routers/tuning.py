@@ -11,18 +11,19 @@ encoded once for the whole search. The grid, every point's validation mu, the ch
 and the time spent are stored in ``router.tuning_`` and saved with the model.
 
 Default grids (:data:`DEFAULT_GRIDS`), chosen to cover each setting's useful range
-in a handful of fits:
+in a handful of fits; each holds the router's default values, so tuning keeps the
+defaults unless another point does better on the validation prompts:
 
 ======================  ======================================================
 router                  grid
 ======================  ======================================================
 knn                     k in 5, 10, 20, 50, 100, 200
 linear                  alpha in 0.1, 1, 10, 100, 1000
-mlp                     hidden_layer_sizes (64,), (256,); learning_rate 1e-3, 3e-3
+mlp                     hidden_layer_sizes (64,), (128,), (256,); learning_rate 1e-3, 3e-3
 cluster                 n_clusters in 4, 8, 16, 32
 mlc                     C in 0.01, 0.1, 1, 10
-als                     factors 16, 64; regularization 0.01, 0.1, 1
-bpr                     factors 16, 64; learning_rate 0.01, 0.05
+als                     factors 16, 32, 64; regularization 0.01, 0.1, 1
+bpr                     factors 16, 32, 64; learning_rate 0.01, 0.05
 lightfm                 no_components 16, 32; epochs 5, 20
 textmf                  dim 32, 64; lr 3e-3, 1e-2
 twotower                dim 32, 64; lr 1e-3, 3e-3
@@ -50,11 +51,11 @@ __all__ = ["DEFAULT_GRIDS", "tune_router", "describe_tuning"]
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "knn": {"k": [5, 10, 20, 50, 100, 200]},
     "linear": {"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]},
-    "mlp": {"hidden_layer_sizes": [[64], [256]], "learning_rate": [1e-3, 3e-3]},
+    "mlp": {"hidden_layer_sizes": [[64], [128], [256]], "learning_rate": [1e-3, 3e-3]},
     "cluster": {"n_clusters": [4, 8, 16, 32]},
     "mlc": {"C": [0.01, 0.1, 1.0, 10.0]},
-    "als": {"factors": [16, 64], "regularization": [0.01, 0.1, 1.0]},
-    "bpr": {"factors": [16, 64], "learning_rate": [0.01, 0.05]},
+    "als": {"factors": [16, 32, 64], "regularization": [0.01, 0.1, 1.0]},
+    "bpr": {"factors": [16, 32, 64], "learning_rate": [0.01, 0.05]},
     "lightfm": {"no_components": [16, 32], "epochs": [5, 20]},
     "textmf": {"dim": [32, 64], "lr": [3e-3, 1e-2]},
     "twotower": {"dim": [32, 64], "lr": [1e-3, 3e-3]},
