@@ -39,6 +39,7 @@ import argparse
 import datetime as _dt
 import json
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -54,6 +55,7 @@ from llmrec.data.splits import cold_prompt_split  # noqa: E402
 from llmrec.evaluation import metrics as M  # noqa: E402
 from llmrec.evaluation.protocols import shared_encoder  # noqa: E402
 from llmrec.routers import llm_costs, make_router  # noqa: E402
+from llmrec.routers.tuning import tune_router  # noqa: E402
 
 # label -> (registry name, params); grids are searched on validation prompts only
 ROUTERS = {
@@ -74,11 +76,21 @@ ROUTERS = {
     # prompts together, its guard tuned by cross-validated stacking on all of them
     "auto (cv)": ("auto", {}),
     "oracle": ("oracle", {}),
+    # the CF routers tuned as the classifier rows are: their DEFAULT_GRIDS searched on
+    # the validation prompts (llmrec.routers.tuning.tune_router, what `llmrec fit --tune
+    # --val` runs); ask with --routers
+    "als (tuned)": ("als", {}),
+    "bpr (tuned)": ("bpr", {}),
+    "textmf (tuned)": ("textmf", {}),
+    "twotower (tuned)": ("twotower", {}),
 }
+#: fitted by tune_router over the router's default grid, on the validation prompts
+TUNED = {"als (tuned)", "bpr (tuned)", "textmf (tuned)", "twotower (tuned)"}
 # lightfm, textmf and twotower are left out of the default run: with dense features
 # they are the slowest by far on the shared box (ask for them with --routers, e.g.
 # --routers lightfm,textmf,twotower --update to add their rows to a saved table)
-DEFAULT_ROUTERS = [r for r in ROUTERS if r not in ("lightfm", "textmf", "twotower")]
+DEFAULT_ROUTERS = [r for r in ROUTERS if r not in ("lightfm", "textmf", "twotower")
+                   and r not in TUNED]
 #: fitted on train + val without val_records (the router tunes on its own folds)
 NO_VAL = {"auto (cv)"}
 DATASETS = ("mmlu-pro", "routerdc", "llmrouter", "routerbench", "routellm-mmlu",
@@ -209,6 +221,13 @@ def run(data: str, routers: list[str], seeds: list[int], encoder: str,
                 if label in NO_VAL:
                     r.fit(train_val, encoder=enc if r.needs_text else None,
                           show_progress=False)
+                elif label in TUNED:
+                    r = tune_router(name, split.train, encoder=enc, val_records=split.val,
+                                    params={**params, **({"random_state": seed}
+                                            if "random_state" in r._param_names() else {})},
+                                    show_progress=False)
+                    meta.setdefault("tuned_chosen", {}).setdefault(label, []).append(
+                        r.tuning_["chosen"])
                 else:
                     r.fit(split.train, encoder=enc if r.needs_text else None,
                           val_records=split.val, show_progress=False)
@@ -376,8 +395,9 @@ def write_results(data: str, md: str) -> None:
     else:
         text = text.replace("<!-- /bench_quality -->", block + "\n<!-- /bench_quality -->")
     path.write_text(text)
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
+    scripts = str(Path(__file__).resolve().parent)  # benchmarks/, where targets_table is
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
     import targets_table  # the issue-12 target table is rebuilt from the saved tables
     targets_table.write(path)
 
@@ -398,7 +418,8 @@ def main(argv=None):
     ap.add_argument("--encode", action="store_true",
                     help="with --encoder minilm/union: encode prompts missing from the "
                          "MiniLM cache ($LLMREC_CACHE/emb) instead of stopping")
-    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="do not touch RESULTS.md or the saved table (benchmarks/quality)")
     ap.add_argument("--update", action="store_true",
                     help="re-run only --routers (and best-single) on the same seeds and "
                          "encoder as the saved table and replace those rows, keeping the "
@@ -422,16 +443,16 @@ def main(argv=None):
     res = run(args.data, routers, seeds, args.encoder, args.encode, args.ft_seconds,
               args.ft_epochs)
     secs = time.perf_counter() - t0
-    cmd = "python benchmarks/bench_quality.py " + " ".join(argv if argv is not None
-                                                           else sys.argv[1:])
+    cmd = "python benchmarks/bench_quality.py " + shlex.join(argv if argv is not None
+                                                             else sys.argv[1:])
     if args.update:
         res = merge_rows(json.loads(saved.read_text()), res, cmd.strip())
-    saved.write_text(json.dumps(res, indent=1, default=float))
     md = markdown(res, cmd.strip(), secs)
     if args.update:
         md = keep_command_line(tag, md, res)
     print(md)
-    if not args.no_write:
+    if not args.no_write:  # --no-write leaves both the saved table and RESULTS.md alone
+        saved.write_text(json.dumps(res, indent=1, default=float))
         write_results(tag, md)
 
 

@@ -33,6 +33,7 @@ import datetime as _dt
 import json
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -124,8 +125,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llmrec-newcomer-") as tmp:
         res = run(data, seeds, Path(tmp))
-    cmd = "python benchmarks/newcomer_cli.py " + " ".join(argv if argv is not None
-                                                          else sys.argv[1:])
+    cmd = "python benchmarks/newcomer_cli.py " + shlex.join(argv if argv is not None
+                                                            else sys.argv[1:])
     md = markdown(res, seeds, cmd.strip(), (time.perf_counter() - t0) / 60)
     print(md)
     if not args.no_write:

@@ -61,23 +61,12 @@ def _row(label: str, cells, ok, note: str = "") -> str:
     return f"| {label} | " + " | ".join(txt) + f" | {met}{note} |"
 
 
-def cf_summary() -> tuple[int, int, list[str]]:
+def cf_summary(tuned: bool = False) -> tuple[int, int, list[str]]:
     import sys
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     import cf_gap_table as G
-    n_in = n_all = 0
-    behind = []
-    for data, enc, best, table in G.rows():
-        b = table[best]["vb_mean"]
-        for r in G.CF:
-            if r in table:
-                n_all += 1
-                if table[r]["vb_mean"] >= b - G.TOLERANCE:
-                    n_in += 1
-                else:
-                    behind.append(f"{data} {enc} {r} {table[r]['vb_mean'] - b:+.3f}")
-    return n_in, n_all, behind
+    return G.count(G.CF_TUNED if tuned else G.CF)
 
 
 def markdown() -> str:
@@ -115,8 +104,13 @@ def markdown() -> str:
                      _cells("mmlu-pro", "secs", 0), lambda r: r["secs_mean"] <= 600))
     n_in, n_all, behind = cf_summary()
     rows += ["", f"Every CF router within 0.01 Vb of the best classifier of its table "
-                 f"(`python benchmarks/cf_gap_table.py`): {n_in} of {n_all} rows"
-                 + ("." if not behind else "; behind: " + ", ".join(behind) + ".")]
+                 f"(`python benchmarks/cf_gap_table.py`), default settings: {n_in} of {n_all} "
+                 "rows" + ("." if not behind else "; behind: " + ", ".join(behind) + ".")]
+    t_in, t_all, t_behind = cf_summary(tuned=True)
+    if t_all:
+        rows += ["", f"The CF routers tuned on the validation prompts as the classifier rows "
+                     f"are (`<router> (tuned)` rows): {t_in} of {t_all} rows"
+                     + ("." if not t_behind else "; behind: " + ", ".join(t_behind) + ".")]
     return "\n".join(rows)
 
 

@@ -90,3 +90,13 @@ def test_target_table_judges_never_below_on_every_seed(tmp_path, monkeypatch):
     assert tt.write(res)
     out = res.read_text()
     assert out.startswith("before\n") and out.endswith("after\n") and "old" not in out
+
+
+def test_no_write_leaves_the_saved_table_and_results_alone(bq, tmp_path, monkeypatch):
+    monkeypatch.setattr(bq, "HERE", tmp_path)
+    args = ["--data", "synthetic-preference", "--seeds", "0", "--routers", "best-single"]
+    bq.main(args + ["--no-write"])
+    assert not list(tmp_path.rglob("*.json")) and not (tmp_path / "RESULTS.md").exists()
+    bq.main(args)
+    assert (tmp_path / "quality" / "synthetic-preference.json").is_file()
+    assert "<!-- bench_quality:synthetic-preference -->" in (tmp_path / "RESULTS.md").read_text()
