@@ -8,12 +8,17 @@ seeds) with its difference to that classifier. No fitting: run it after the tabl
 
 Usage::
 
-    python benchmarks/cf_gap_table.py
+    python benchmarks/cf_gap_table.py [--write]
+
+``--write`` replaces the table between ``<!-- cf_gap_table -->`` markers in
+``benchmarks/RESULTS.md`` (bench_quality.py does it after each table it writes).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -81,5 +86,24 @@ def markdown() -> str:
         out += [f"Tuned on the validation prompts: {t_in} of {t_all}."]
     return "\n".join(out)
 
+START, END = "<!-- cf_gap_table -->", "<!-- /cf_gap_table -->"
+
+
+def write(path: Path = HERE / "RESULTS.md") -> bool:
+    """Replace the marked table in RESULTS.md; False when the markers are absent."""
+    text = path.read_text()
+    if START not in text:
+        return False
+    block = f"{START}\n{markdown()}\n{END}"
+    path.write_text(re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text,
+                           flags=re.S))
+    return True
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if "--write" in sys.argv[1:]:
+        if not write():
+            raise SystemExit(f"benchmarks/RESULTS.md has no {START} marker")
+        print("benchmarks/RESULTS.md: CF table rewritten")
+    else:
+        print(markdown())

@@ -122,6 +122,8 @@ def write(path: Path = HERE / "RESULTS.md") -> bool:
     block = f"{START}\n{markdown()}\n{END}"
     new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     path.write_text(new)
+    import cf_gap_table  # its table sits in the same file (on sys.path via cf_summary)
+    cf_gap_table.write(path)
     return True
 
 

@@ -66,6 +66,10 @@ def test_results_md_holds_the_target_table_of_the_saved_tables():
     start, end = text.index(tt.START) + len(tt.START), text.index(tt.END)
     assert text[start:end].strip() == tt.markdown().strip(), \
         "run `python benchmarks/targets_table.py --write`"
+    cf = _script("cf_gap_table")
+    start, end = text.index(cf.START) + len(cf.START), text.index(cf.END)
+    assert text[start:end].strip() == cf.markdown().strip(), \
+        "run `python benchmarks/targets_table.py --write`"
 
 
 def test_target_table_judges_never_below_on_every_seed(tmp_path, monkeypatch):
