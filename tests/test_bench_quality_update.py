@@ -104,3 +104,30 @@ def test_no_write_leaves_the_saved_table_and_results_alone(bq, tmp_path, monkeyp
     bq.main(args)
     assert (tmp_path / "quality" / "synthetic-preference.json").is_file()
     assert "<!-- bench_quality:synthetic-preference -->" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_newcomer_cli_ratios_against_best_single(tmp_path, monkeypatch):
+    # run() shells out to `llmrec split / fit / evaluate`; here the CLI is replaced by
+    # canned answers to check what the table is made of: each router's mu over the
+    # best-single mu of the same split, and the splits where routing lost
+    import json
+    nc = _script("newcomer_cli")
+    mus = {("0", "best-single"): 0.70, ("0", "knn"): 0.63, ("0", "linear"): 0.71,
+           ("0", "auto"): 0.77, ("1", "best-single"): 0.80, ("1", "knn"): 0.84,
+           ("1", "linear"): 0.79, ("1", "auto"): 0.80}
+    calls = []
+
+    def fake(*args):
+        calls.append(args[0])
+        if args[0] == "evaluate":
+            seed, router = Path(args[2]).parent.name.split("-")[-1], Path(args[2]).name
+            return json.dumps({"mu": mus[(seed, router)]})
+        return ""
+    monkeypatch.setattr(nc, "llmrec", fake)
+    res = nc.run(["d"], [0, 1], tmp_path)["d"]
+    assert calls.count("split") == 2 and calls.count("fit") == 8
+    assert res["knn"]["vs_best_single"] == pytest.approx([0.9, 1.05])
+    assert res["knn"]["seeds_below_1"] == 1 and res["linear"]["seeds_below_1"] == 1
+    assert res["auto"]["seeds_below_1"] == 0 and res["auto"]["mean"] == pytest.approx(1.05)
+    md = nc.markdown({"d": res}, [0, 1], "cmd", 1.0)
+    assert "| d | 0.9750 ± 0.1061 [1] |" in md
