@@ -355,6 +355,8 @@ def merge_rows(old: dict, new: dict, cmd: str) -> dict:
     for key in ("auto_tuning", "auto_cv_tuning"):
         if nm.get(key):  # auto re-run (the run's meta always holds an empty list)
             meta[key] = nm[key]
+    if nm.get("tuned_chosen"):  # the values tune_router chose, per re-run tuned row
+        meta["tuned_chosen"] = {**om.get("tuned_chosen", {}), **nm["tuned_chosen"]}
     rerun = [k for k in new["table"] if k != "best-single"]
     meta["updates"] = list(om.get("updates", [])) + [{
         "rows": rerun, "cmd": cmd,

@@ -39,6 +39,11 @@ def test_merge_replaces_rows_and_keeps_the_rest(bq):
     assert out["meta"]["auto_tuning"] == [{"full": {"margin": 0.1}}]
     assert out["meta"]["updates"][-1]["rows"] == ["als", "textmf"]
     assert out["meta"]["updates"][-1]["cmd"] == "cmd --update"
+    # the values tune_router chose for re-run tuned rows are kept, per row
+    old["meta"]["tuned_chosen"] = {"als (tuned)": [{"factors": 16}]}
+    new["meta"]["tuned_chosen"] = {"bpr (tuned)": [{"factors": 64}]}
+    chosen = bq.merge_rows(old, new, "cmd")["meta"]["tuned_chosen"]
+    assert chosen == {"als (tuned)": [{"factors": 16}], "bpr (tuned)": [{"factors": 64}]}
 
 
 def test_merge_refuses_other_splits(bq):
