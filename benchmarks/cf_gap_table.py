@@ -17,11 +17,13 @@ Usage::
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _results import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
+
 CLASSIFIERS = ("knn (tuned k)", "linear (tuned)", "mlc")
 CF = ("als", "bpr", "lightfm", "textmf", "twotower")
 #: the same routers tuned on the validation prompts as the classifier rows are
@@ -47,11 +49,12 @@ def rows():
             yield data, enc, best, table
 
 
-def count(labels) -> tuple[int, int, list[str]]:
-    """(rows within TOLERANCE, rows measured, the rows behind) for these CF labels."""
+def count(labels, tables=None) -> tuple[int, int, list[str]]:
+    """(rows within TOLERANCE, rows measured, the rows behind) for these CF labels, over
+    ``tables`` (default: the saved tables, read now)."""
     n_in = n_all = 0
     behind = []
-    for data, enc, best, table in rows():
+    for data, enc, best, table in (rows() if tables is None else tables):
         b = table[best]["vb_mean"]
         for r in labels:
             if r in table:
@@ -64,10 +67,11 @@ def count(labels) -> tuple[int, int, list[str]]:
 
 
 def markdown() -> str:
-    cols = [c for c in CF + CF_TUNED if any(c in t for *_, t in rows())]
+    tables = list(rows())
+    cols = [c for c in CF + CF_TUNED if any(c in t for *_, t in tables)]
     out = ["| data | features | best classifier | " + " | ".join(cols) + " |",
            "|---|---|---|" + "---|" * len(cols)]
-    for data, enc, best, table in rows():
+    for data, enc, best, table in tables:
         b = table[best]["vb_mean"]
         cells = []
         for r in cols:
@@ -78,25 +82,23 @@ def markdown() -> str:
             ok = v >= b - TOLERANCE
             cells.append(f"{v:.4f} ({v - b:+.4f}){'' if ok else ' ✗'}")
         out.append(f"| {data} | {enc} | {best} {b:.4f} | " + " | ".join(cells) + " |")
-    n_in, n_all, _ = count(CF)
-    t_in, t_all, _ = count(CF_TUNED)
+    n_in, n_all, _ = count(CF, tables)
+    t_in, t_all, _ = count(CF_TUNED, tables)
     out += ["", f"Default settings: {n_in} of {n_all} measured CF rows are within "
                 f"{TOLERANCE} Vb of the best classifier of their table (✗: not)."]
     if t_all:
         out += [f"Tuned on the validation prompts: {t_in} of {t_all}."]
     return "\n".join(out)
 
+
 START, END = "<!-- cf_gap_table -->", "<!-- /cf_gap_table -->"
 
 
 def write(path: Path = HERE / "RESULTS.md") -> bool:
     """Replace the marked table in RESULTS.md; False when the markers are absent."""
-    text = path.read_text()
-    if START not in text:
+    if START not in path.read_text():
         return False
-    block = f"{START}\n{markdown()}\n{END}"
-    path.write_text(re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text,
-                           flags=re.S))
+    replace_section(path, START, END, f"{START}\n{markdown()}\n{END}")
     return True
 
 

@@ -32,7 +32,6 @@ import argparse
 import datetime as _dt
 import json
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -43,6 +42,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _results import replace_section  # noqa: E402  (benchmarks/ is this script's folder)
+
+START, END = "<!-- newcomer_cli -->", "<!-- /newcomer_cli -->"
 DATA = ("mmlu-pro", "routerdc", "llmrouter", "routerbench", "routellm-mmlu")
 ROUTERS = ("best-single", "knn", "linear", "auto")
 
@@ -105,13 +108,7 @@ def markdown(res: dict, seeds: list[int], cmd: str, minutes: float) -> str:
 
 
 def write_results(md: str) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text()
-    block = f"<!-- newcomer_cli -->\n{md}\n<!-- /newcomer_cli -->"
-    pat = re.compile(r"<!-- newcomer_cli -->.*?<!-- /newcomer_cli -->", re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else \
-        text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(HERE / "RESULTS.md", START, END, f"{START}\n{md}\n{END}")
 
 
 def main(argv=None):

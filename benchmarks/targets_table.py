@@ -21,10 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import cf_gap_table  # noqa: E402  (benchmarks/ is this script's folder)
+from _results import replace_section  # noqa: E402
+
 #: (column header, table file suffix, router row)
 COLUMNS = (("TF-IDF", "", "auto"), ("MiniLM", "-minilm", "auto"), ("union", "-union", "auto"),
            ("union-ft", "-union-ft", "auto"), ("`auto (cv)`, union", "-union", "auto (cv)"))
@@ -62,11 +66,7 @@ def _row(label: str, cells, ok, note: str = "") -> str:
 
 
 def cf_summary(tuned: bool = False) -> tuple[int, int, list[str]]:
-    import sys
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    import cf_gap_table as G
-    return G.count(G.CF_TUNED if tuned else G.CF)
+    return cf_gap_table.count(cf_gap_table.CF_TUNED if tuned else cf_gap_table.CF)
 
 
 def markdown() -> str:
@@ -116,14 +116,10 @@ def markdown() -> str:
 
 def write(path: Path = HERE / "RESULTS.md") -> bool:
     """Replace the marked table in RESULTS.md; False when the markers are absent."""
-    text = path.read_text()
-    if START not in text:
+    if START not in path.read_text():
         return False
-    block = f"{START}\n{markdown()}\n{END}"
-    new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    path.write_text(new)
-    import cf_gap_table  # its table sits in the same file (on sys.path via cf_summary)
-    cf_gap_table.write(path)
+    replace_section(path, START, END, f"{START}\n{markdown()}\n{END}")
+    cf_gap_table.write(path)  # its table sits in the same file
     return True
 
 
