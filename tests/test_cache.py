@@ -218,7 +218,7 @@ def test_cache_root_follows_llmrec_cache_then_xdg_then_home(monkeypatch, tmp_pat
     assert cache_root() == tmp_path / "home" / ".cache" / "llmrec"
 
 
-def test_benchmarks_find_the_cache_where_the_cli_writes_it(monkeypatch, tmp_path):
+def test_benchmarks_find_the_cache_where_the_cli_writes_it():
     # the benchmark scripts read embeddings from the directory `llmrec encode` fills,
     # also when only XDG_CACHE_HOME is set (they used to spell the path by hand)
     import re
